@@ -1,0 +1,133 @@
+"""Both backends against the exact output distribution, enumerated on small cases.
+
+The exact distribution is computed here from the contract alone (explicit
+complement lists, every candidate tuple, every random choice), independently of
+the library's code. Each backend's empirical frequencies are then tested against
+it with Pearson's chi-square goodness-of-fit test.
+
+Significance level: ALPHA = 0.001 per test. Seeds are fixed, so each test is
+deterministic. Sample size: N_DRAWS rows per backend, chosen so that the test
+has power >= 0.99 against a shift of 0.02 probability mass between the two most
+likely cells (the hardest such shift to detect); each test asserts that power
+for its own case before sampling.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from fractions import Fraction
+
+import pytest
+import torch
+from scipy import stats
+
+from negsample import HardNegativeSampler, PositiveIndex, UniformSampler
+
+ALPHA = 0.001
+SHIFT = 0.02
+N_DRAWS = 30_000
+SEEDS = {"reference": 101, "vectorized": 202}  # different seeds: two independent samples
+
+
+def exact_hard_distribution(
+    complement: list[int], scores: dict[int, float], m: int, num_hard: int, num_random: int
+) -> dict[tuple[int, ...], Fraction]:
+    """P(output row) by enumerating all M-tuples of candidates and all random picks."""
+    dist: Counter[tuple[int, ...]] = Counter()
+    p_tuple = Fraction(1, len(complement) ** m)
+    for candidates in itertools.product(complement, repeat=m):
+        ranked = sorted(range(m), key=lambda slot: (-scores[candidates[slot]], slot))
+        hard = ranked[:num_hard]
+        free = [slot for slot in range(m) if slot not in hard]
+        picks = list(itertools.permutations(free, num_random))
+        for pick in picks:
+            row = tuple(candidates[s] for s in hard + list(pick))
+            dist[row] += p_tuple / len(picks)
+    return dict(dist)
+
+
+def power_against_shift(probs: list[float], n: int) -> float:
+    """Power of the chi-square test against moving SHIFT mass between the two largest cells."""
+    df = len(probs) - 1
+    p_a, p_b = sorted(probs)[-2:]
+    noncentrality = n * SHIFT**2 * (1 / p_a + 1 / p_b)
+    critical = stats.chi2.ppf(1 - ALPHA, df)
+    return float(stats.ncx2.sf(critical, df, noncentrality))
+
+
+def chi_square_p_value(
+    counts: Counter[tuple[int, ...]], exact: dict[tuple[int, ...], Fraction]
+) -> float:
+    """Chi-square p-value; 0.0 if any row has probability 0 under the exact distribution."""
+    if set(counts) - set(exact):
+        return 0.0
+    cells = sorted(exact)
+    n = sum(counts.values())
+    observed = [counts[c] for c in cells]
+    expected = [float(exact[c]) * n for c in cells]
+    assert min(expected) >= 5, "cells too small for the chi-square approximation"
+    return float(stats.chisquare(observed, expected).pvalue)
+
+
+HARD_CASES = {
+    # positives {1, 3} of 6 items: complement {0, 2, 4, 5}; items 0 and 2 tie for the top score.
+    "ties": ([1, 3], 6, {0: 1.0, 2: 1.0, 4: 0.0, 5: -1.0}, 3, 1, 1),
+    # a one-item-short user: complement {1, 4}, two hard of three candidates, no random part.
+    "dense": ([0, 2, 3], 5, {1: 0.5, 4: 0.25}, 3, 2, 0),
+    # no hard part: two random picks without replacement among three candidates.
+    "random-only": ([2], 4, {0: 0.0, 1: 0.0, 3: 0.0}, 3, 0, 2),
+}
+
+
+@pytest.mark.parametrize("backend", ["reference", "vectorized"])
+@pytest.mark.parametrize("case", sorted(HARD_CASES))
+def test_hard_sampler_matches_the_exact_distribution(case: str, backend: str) -> None:
+    positives, num_items, scores, m, num_hard, num_random = HARD_CASES[case]
+    complement = [i for i in range(num_items) if i not in positives]
+    exact = exact_hard_distribution(complement, scores, m, num_hard, num_random)
+    assert sum(exact.values()) == 1
+    assert power_against_shift([float(p) for p in exact.values()], N_DRAWS) >= 0.99
+
+    index = PositiveIndex.from_dict({0: positives}, num_items=num_items)
+    table = torch.tensor([scores.get(i, float("nan")) for i in range(num_items)])
+    sampler = HardNegativeSampler(
+        index,
+        m,
+        num_hard,
+        num_random,
+        backend=backend,
+        generator=SEEDS[backend],  # type: ignore[arg-type]
+    )
+    rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: table[i])
+    counts = Counter(map(tuple, rows.tolist()))
+    assert chi_square_p_value(counts, exact) > ALPHA
+
+
+@pytest.mark.parametrize("backend", ["reference", "vectorized"])
+def test_uniform_sampler_draws_independent_uniform_pairs(backend: str) -> None:
+    positives, num_items = [0, 3, 4], 7  # complement {1, 2, 5, 6}
+    complement = [i for i in range(num_items) if i not in positives]
+    exact = {
+        pair: Fraction(1, len(complement) ** 2) for pair in itertools.product(complement, repeat=2)
+    }
+    assert power_against_shift([float(p) for p in exact.values()], N_DRAWS) >= 0.99
+
+    index = PositiveIndex.from_dict({1: positives}, num_items=num_items)
+    sampler = UniformSampler(index, 2, backend=backend, generator=SEEDS[backend])  # type: ignore[arg-type]
+    rows = sampler.sample(torch.ones(N_DRAWS, dtype=torch.int64))
+    counts = Counter(map(tuple, rows.tolist()))
+    assert chi_square_p_value(counts, exact) > ALPHA
+
+
+def test_the_chi_square_check_rejects_a_sampler_with_a_plausible_bug() -> None:
+    """The same check must fail for a hard part that takes the *lowest* scores: it has teeth."""
+    positives, num_items, scores, m, num_hard, num_random = HARD_CASES["ties"]
+    complement = [i for i in range(num_items) if i not in positives]
+    exact = exact_hard_distribution(complement, scores, m, num_hard, num_random)
+    index = PositiveIndex.from_dict({0: positives}, num_items=num_items)
+    table = torch.tensor([scores.get(i, 0.0) for i in range(num_items)])
+    sampler = HardNegativeSampler(index, m, num_hard, num_random, generator=7)
+    rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: -table[i])
+    counts = Counter(map(tuple, rows.tolist()))
+    assert chi_square_p_value(counts, exact) < ALPHA

@@ -1,0 +1,255 @@
+"""PositiveIndex: constructors, CSR layout, membership, exact complement mapping, errors."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from negsample import EmptyComplementError, PositiveIndex
+from tests.helpers import DEVICES
+from tests.strategies import Case, cases
+
+
+def csr_lists(index: PositiveIndex) -> list[list[int]]:
+    indptr = index.indptr.tolist()
+    indices = index.indices.tolist()
+    return [indices[indptr[u] : indptr[u + 1]] for u in range(index.num_users)]
+
+
+# ---------------------------------------------------------------------- construction
+
+
+@given(cases(allow_full=True))
+def test_every_constructor_gives_sorted_deduplicated_rows(case: Case) -> None:
+    assert csr_lists(case.index) == [sorted(p) for p in case.positives]
+    assert case.index.num_users == len(case.positives)
+    assert case.index.num_items == case.num_items
+    assert case.index.num_interactions == sum(len(p) for p in case.positives)
+
+
+def test_duplicates_count_once_and_sizes_default_to_largest_id_plus_one() -> None:
+    index = PositiveIndex.from_pairs([2, 2, 0, 2], [5, 1, 3, 5])
+    assert (index.num_users, index.num_items, index.num_interactions) == (3, 6, 3)
+    assert csr_lists(index) == [[3], [], [1, 5]]
+
+
+def test_from_dict_accepts_defaultdict_of_sets_and_numpy_keys() -> None:
+    mapping: defaultdict[int, set[int]] = defaultdict(set)
+    mapping[np.int64(3)].update({np.int32(2), 7})  # type: ignore[index]
+    mapping[0].add(0)
+    index = PositiveIndex.from_dict(mapping)
+    assert csr_lists(index) == [[0], [], [], [2, 7]]
+
+
+def test_from_scipy_ignores_explicit_zeros_and_sums_duplicates() -> None:
+    matrix = sp.coo_array(([1.0, 0.0, 2.0, 1.0], ([0, 0, 1, 1], [1, 2, 0, 0])), shape=(3, 4))
+    index = PositiveIndex.from_scipy(matrix)
+    assert csr_lists(index) == [[1], [0], []]
+    assert index.num_items == 4
+
+
+@pytest.mark.parametrize(
+    ("num_items", "dtype"),
+    [(100, torch.int8), (128, torch.int8), (129, torch.int16), (40_981, torch.int32)],
+)
+def test_item_ids_use_the_smallest_dtype_that_fits(num_items: int, dtype: torch.dtype) -> None:
+    index = PositiveIndex.from_pairs([0, 1], [0, num_items - 1], num_items=num_items)
+    assert index.indices.dtype == dtype
+    assert index.indptr.dtype == torch.int32
+    assert index.contains(torch.tensor([1]), torch.tensor([num_items - 1])).tolist() == [True]
+
+
+def test_csr_constructor_validates_its_arrays() -> None:
+    index = PositiveIndex([0, 2, 2, 3], [1, 4, 0], num_items=5)
+    assert csr_lists(index) == [[1, 4], [], [0]]
+    with pytest.raises(ValueError, match="strictly increasing within each row"):
+        PositiveIndex([0, 2], [4, 1], num_items=5)
+    with pytest.raises(ValueError, match="strictly increasing within each row"):
+        PositiveIndex([0, 2], [1, 1], num_items=5)
+    with pytest.raises(ValueError, match="start at 0 and end at len"):
+        PositiveIndex([0, 1], [1, 2], num_items=5)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        PositiveIndex([0, 2, 1, 2], [1, 2], num_items=5)
+    with pytest.raises(ValueError, match=r"item ids in \[0, 5\), got 5"):
+        PositiveIndex([0, 1], [5], num_items=5)
+
+
+# ---------------------------------------------------------------------- queries
+
+
+@given(cases(allow_full=True))
+def test_contains_matches_the_sets_for_every_pair(case: Case) -> None:
+    users = torch.arange(case.index.num_users)[:, None]
+    items = torch.arange(case.num_items)[None, :]
+    got = case.index.contains(users, items)
+    expected = [[i in p for i in range(case.num_items)] for p in case.positives]
+    assert got.tolist() == expected
+
+
+@given(cases(allow_full=True))
+def test_degree_and_complement_size(case: Case) -> None:
+    users = torch.arange(case.index.num_users)
+    assert case.index.degree(users).tolist() == [len(p) for p in case.positives]
+    assert case.index.complement_size(users).tolist() == [
+        case.num_items - len(p) for p in case.positives
+    ]
+
+
+@given(cases())
+def test_complement_items_enumerates_each_complement_in_order(case: Case) -> None:
+    for user in range(case.index.num_users):
+        complement = case.complement(user)
+        ranks = torch.arange(len(complement))
+        got = case.index.complement_items(torch.tensor([user]), ranks)
+        assert got.tolist() == complement
+
+
+def test_complement_with_int64_keys_near_the_int32_limit() -> None:
+    # 50_000 x 50_000 > 2**31, so the row-offset keys need int64; the last row exercises it.
+    last = 49_999
+    index = PositiveIndex.from_pairs([0, last, last, last], [7, 0, 1, 49_998], 50_000, 50_000)
+    users = torch.tensor([last, last, last, 0, 0, 1])
+    ranks = torch.tensor([0, 1, 49_996, 6, 7, 49_999])
+    assert index.complement_items(users, ranks).tolist() == [2, 3, 49_999, 6, 8, 49_999]
+
+
+@given(cases(), st.integers(0, 2**31), st.integers(1, 5))
+def test_index_sample_never_returns_a_positive(case: Case, seed: int, k: int) -> None:
+    users = torch.tensor(case.samplable_users())
+    draws = case.index.sample(users, k, generator=seed)
+    assert draws.shape == (users.numel(), k)
+    assert draws.dtype == torch.int64
+    for user, row in zip(users.tolist(), draws.tolist(), strict=True):
+        assert set(row) <= set(case.complement(user))
+
+
+def test_index_sample_is_reproducible_with_a_seed() -> None:
+    index = PositiveIndex.from_pairs([0, 0, 1], [1, 5, 2], num_items=50)
+    users = torch.tensor([0, 1, 1, 0])
+    first = index.sample(users, 6, generator=3)
+    assert torch.equal(first, index.sample(users, 6, generator=3))
+    assert not torch.equal(first, index.sample(users, 6, generator=4))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_to_moves_every_tensor(device: str) -> None:
+    index = PositiveIndex.from_pairs([0, 1, 1], [2, 0, 3], num_items=5).to(device)
+    assert index.indptr.device.type == device
+    assert index.indices.device.type == device
+    users = torch.tensor([1, 1, 0], device=device)
+    assert index.contains(users, torch.tensor([0, 1, 2], device=device)).tolist() == [
+        True,
+        False,
+        True,
+    ]
+    assert index.complement_items(users, torch.tensor([0, 2, 3], device=device)).tolist() == [
+        1,
+        4,
+        4,
+    ]
+    negatives = index.sample(users, 3, generator=0)
+    assert negatives.device.type == device
+    assert not bool(index.contains(users[:, None], negatives).any())
+
+
+def test_positives_and_repr() -> None:
+    index = PositiveIndex.from_dict({1: [4, 2]}, num_items=6)
+    assert index.positives(1).tolist() == [2, 4]
+    assert index.positives(0).tolist() == []
+    assert repr(index) == "PositiveIndex(num_users=2, num_items=6, num_interactions=2, device=cpu)"
+    assert index.nbytes == 3 * 4 + 2 * 1 + 2 * 1  # int32 indptr, int8 items, int8 keys
+    with pytest.raises(ValueError, match=r"user must be a user id in \[0, 2\), got 2"):
+        index.positives(2)
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def test_a_user_with_no_negative_cannot_be_sampled() -> None:
+    index = PositiveIndex.from_dict({0: [0, 1, 2], 1: [0]}, num_items=3)
+    with pytest.raises(EmptyComplementError, match="user 0 has every one of the 3 items") as info:
+        index.sample(torch.tensor([1, 0, 1]))
+    assert info.value.users == [0]
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"users": [0, 3], "items": [1, 2], "num_users": 3},
+            ValueError,
+            "num_users=3 is too small: user id 3",
+        ),
+        (
+            {"users": [0, 1], "items": [1, 9], "num_items": 5},
+            ValueError,
+            "num_items=5 is too small: item id 9",
+        ),
+        ({"users": [0, -1], "items": [1, 2]}, ValueError, "user ids must be >= 0, got -1"),
+        ({"users": [0, 1], "items": [-4, 2]}, ValueError, "item ids must be >= 0, got -4"),
+        ({"users": [0, 1], "items": [1.0, 2.0]}, TypeError, "items must hold integer ids"),
+        ({"users": np.array([0.5]), "items": [1]}, TypeError, "users must hold integer ids"),
+        ({"users": torch.tensor([True]), "items": [1]}, TypeError, "users must hold integer ids"),
+        ({"users": [0, 1], "items": [1]}, ValueError, "same length, got 2 and 1"),
+        ({"users": [[0]], "items": [[1]]}, ValueError, "must be 1-D"),
+        ({"users": [0], "items": [1], "num_items": 2.0}, TypeError, "num_items must be an int"),
+        ({"users": [], "items": []}, ValueError, "num_items must be >= 1"),
+    ],
+)
+def test_from_pairs_rejects_bad_input(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        PositiveIndex.from_pairs(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "error", "match"),
+    [
+        ([(0, [1])], TypeError, "mapping must be a Mapping"),
+        ({0: 5}, TypeError, r"mapping\[0\] must be an iterable of int item ids"),
+        ({0: "12"}, TypeError, r"mapping\[0\] must be an iterable of int item ids"),
+        ({0: [1.5]}, TypeError, r"mapping\[0\] must hold int item ids"),
+        ({"a": [1]}, TypeError, "mapping key 'a' must be an int"),
+        ({-1: [1]}, ValueError, "mapping key -1 must be >= 0"),
+        ({2: [-3]}, ValueError, r"mapping\[2\] holds a negative item id -3"),
+    ],
+)
+def test_from_dict_rejects_bad_input(mapping: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        PositiveIndex.from_dict(mapping)  # type: ignore[arg-type]
+
+
+def test_from_dict_rejects_sizes_below_the_ids_present() -> None:
+    with pytest.raises(ValueError, match="num_users=2 is too small: user id 4"):
+        PositiveIndex.from_dict({4: [0]}, num_users=2)
+    with pytest.raises(ValueError, match="num_items=3 is too small: item id 3"):
+        PositiveIndex.from_dict({0: [3]}, num_items=3)
+
+
+def test_from_scipy_rejects_dense_input() -> None:
+    with pytest.raises(TypeError, match=r"scipy\.sparse matrix or array, got ndarray"):
+        PositiveIndex.from_scipy(np.eye(3))
+
+
+def test_queries_reject_out_of_range_ids_and_ranks() -> None:
+    index = PositiveIndex.from_dict({0: [1], 1: [0, 2]}, num_items=3)
+    with pytest.raises(ValueError, match=r"users must be user ids in \[0, 2\), got 2"):
+        index.contains(torch.tensor([2]), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"items must be item ids in \[0, 3\), got -1"):
+        index.contains(torch.tensor([0]), torch.tensor([-1]))
+    with pytest.raises(ValueError, match="got rank 1 for user 1 whose complement has 1 items"):
+        index.complement_items(torch.tensor([0, 1]), torch.tensor([1, 1]))
+    with pytest.raises(TypeError, match="users must hold integer ids"):
+        index.degree(torch.tensor([0.0]))
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        index.sample(torch.tensor([0]), 0)
+    with pytest.raises(ValueError, match="users must be 1-D"):
+        index.sample(torch.tensor([[0]]))
+    with pytest.raises(TypeError, match=r"generator must be None, an int seed or a torch\.Generator"):
+        index.sample(torch.tensor([0]), generator=1.5)  # type: ignore[arg-type]

@@ -1,0 +1,433 @@
+"""The samplers: never a positive, reference == vectorized, determinism, shapes, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
+from negsample.samplers import HardDraws, hard_negatives
+from tests.helpers import DEVICES
+from tests.strategies import Case, batches, cases, table_scorer, tie_tables
+
+BACKENDS = ["reference", "vectorized"]
+
+
+@st.composite
+def hard_configs(draw: st.DrawFn) -> tuple[int, int, int]:
+    """(num_candidates, num_hard, num_random) with 1 <= hard + random <= candidates."""
+    num_candidates = draw(st.integers(1, 6))
+    total = draw(st.integers(1, num_candidates))
+    num_hard = draw(st.integers(0, total))
+    return num_candidates, num_hard, total - num_hard
+
+
+@st.composite
+def draws_for(draw: st.DrawFn, batch: int, num_candidates: int) -> HardDraws:
+    """Arbitrary draws; slot keys from a tiny range so that ties between keys happen."""
+    bits = st.integers(0, 2**62 - 1)
+    cand = draw(st.lists(bits, min_size=batch * num_candidates, max_size=batch * num_candidates))
+    keys = draw(
+        st.lists(
+            st.one_of(st.integers(0, 3), bits),
+            min_size=batch * num_candidates,
+            max_size=batch * num_candidates,
+        )
+    )
+    shape = (batch, num_candidates)
+    return HardDraws(torch.tensor(cand).reshape(shape), torch.tensor(keys).reshape(shape))
+
+
+def assert_no_positive(case: Case, users: torch.Tensor, negatives: torch.Tensor) -> None:
+    for user, row in zip(users.tolist(), negatives.tolist(), strict=True):
+        hits = case.positives[user].intersection(row)
+        assert not hits, f"user {user} got known positives {hits} among {row}"
+
+
+# ---------------------------------------------------------------------- never a known positive
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(data=st.data(), case=cases(), config=hard_configs(), seed=st.integers(0, 2**32))
+def test_hard_negatives_are_never_known_positives(
+    backend: str, data: st.DataObject, case: Case, config: tuple[int, int, int], seed: int
+) -> None:
+    users = data.draw(batches(case))
+    table = data.draw(tie_tables(case.index.num_users, case.num_items))
+    num_candidates, num_hard, num_random = config
+    sampler = HardNegativeSampler(
+        case.index,
+        num_candidates,
+        num_hard,
+        num_random,
+        backend=backend,
+        generator=seed,  # type: ignore[arg-type]
+    )
+    negatives = sampler.sample(users, table_scorer(table))
+    assert negatives.shape == (users.numel(), num_hard + num_random)
+    assert negatives.dtype == torch.int64
+    assert_no_positive(case, users, negatives)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(data=st.data(), case=cases(), k=st.integers(1, 5), seed=st.integers(0, 2**32))
+def test_uniform_negatives_are_never_known_positives(
+    backend: str, data: st.DataObject, case: Case, k: int, seed: int
+) -> None:
+    users = data.draw(batches(case))
+    sampler = UniformSampler(case.index, k, backend=backend, generator=seed)  # type: ignore[arg-type]
+    negatives = sampler.sample(users)
+    assert negatives.shape == (users.numel(), k)
+    assert negatives.dtype == torch.int64
+    assert_no_positive(case, users, negatives)
+
+
+# ---------------------------------------------------------------------- identical on identical draws
+
+
+@given(data=st.data(), case=cases(), config=hard_configs())
+def test_reference_and_vectorized_agree_exactly_on_the_same_draws(
+    data: st.DataObject, case: Case, config: tuple[int, int, int]
+) -> None:
+    users = data.draw(batches(case)).long()
+    num_candidates, num_hard, num_random = config
+    draws = data.draw(draws_for(users.numel(), num_candidates))
+    scorer = table_scorer(data.draw(tie_tables(case.index.num_users, case.num_items)))
+    kwargs: dict[str, Any] = {"num_hard": num_hard, "num_random": num_random}
+    reference = hard_negatives(case.index, users, scorer, draws, backend="reference", **kwargs)
+    vectorized = hard_negatives(case.index, users, scorer, draws, backend="vectorized", **kwargs)
+    assert torch.equal(reference, vectorized), (reference, vectorized)
+
+
+@given(case=cases(), config=hard_configs(), seed=st.integers(0, 2**32), data=st.data())
+def test_a_seed_gives_the_same_negatives_on_either_backend(
+    case: Case, config: tuple[int, int, int], seed: int, data: st.DataObject
+) -> None:
+    users = data.draw(batches(case))
+    scorer = table_scorer(data.draw(tie_tables(case.index.num_users, case.num_items)))
+    outputs = [
+        HardNegativeSampler(case.index, *config, backend=b, generator=seed).sample(users, scorer)  # type: ignore[arg-type]
+        for b in BACKENDS
+    ]
+    assert torch.equal(outputs[0], outputs[1])
+    uniform = [
+        UniformSampler(case.index, 3, backend=b, generator=seed).sample(users)  # type: ignore[arg-type]
+        for b in BACKENDS
+    ]
+    assert torch.equal(uniform[0], uniform[1])
+
+
+def test_hard_part_takes_the_highest_scores_first_and_ties_go_to_the_lower_slot() -> None:
+    index = PositiveIndex.from_dict({}, num_users=1, num_items=6)
+    # Candidate slots hold items 5, 1, 3, 4, 2 (n = 6, so bits are the ranks themselves).
+    draws = HardDraws(torch.tensor([[5, 1, 3, 4, 2]]), torch.tensor([[0, 9, 2, 1, 7]]))
+    scores = torch.tensor([0.0, 2.0, 0.5, 2.0, 1.0, 3.0])  # items 1 and 3 tie at 2.0
+
+    def scorer(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return scores[items]
+
+    for backend in BACKENDS:
+        out = hard_negatives(
+            index,
+            torch.tensor([0]),
+            scorer,
+            draws,
+            num_hard=3,
+            num_random=2,
+            backend=backend,  # type: ignore[arg-type]
+        )
+        # hard: item 5 (3.0), then the 2.0 tie in slot order: item 1 (slot 1) before item 3 (slot 2).
+        # random: of the free slots 3 (key 1) and 4 (key 7), smallest key first.
+        assert out.tolist() == [[5, 1, 3, 4, 2]]
+
+
+# ---------------------------------------------------------------------- determinism and generators
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_seed_same_stream_and_different_seeds_differ(backend: str) -> None:
+    index = PositiveIndex.from_pairs([0, 0, 1, 2], [3, 4, 0, 9], num_items=200)
+    users = torch.tensor([0, 1, 2, 2, 1, 0, 0, 1])
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return torch.sin(u * 7.0 + i)
+
+    def run(seed: int) -> list[torch.Tensor]:
+        sampler = HardNegativeSampler(index, 8, 2, 2, backend=backend, generator=seed)  # type: ignore[arg-type]
+        return [sampler.sample(users, scorer) for _ in range(3)]
+
+    first, again, other = run(11), run(11), run(12)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(first[0], first[1]), "the stream must advance between calls"
+    assert not torch.equal(first[0], other[0])
+
+
+def test_a_torch_generator_is_used_and_advanced() -> None:
+    index = PositiveIndex.from_pairs([0], [1], num_items=1000)
+    users = torch.zeros(16, dtype=torch.int64)
+    gen_a = torch.Generator().manual_seed(5)
+    gen_b = torch.Generator().manual_seed(5)
+    a = UniformSampler(index, 4, generator=gen_a).sample(users)
+    b = UniformSampler(index, 4, generator=gen_b).sample(users)
+    assert torch.equal(a, b)
+    assert not torch.equal(gen_a.get_state(), torch.Generator().manual_seed(5).get_state())
+
+
+def test_without_a_generator_torch_manual_seed_reproduces() -> None:
+    index = PositiveIndex.from_pairs([0], [1], num_items=1000)
+    users = torch.zeros(16, dtype=torch.int64)
+    torch.manual_seed(0)
+    a = UniformSampler(index, 4).sample(users)
+    torch.manual_seed(0)
+    b = UniformSampler(index, 4).sample(users)
+    assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------- shapes, devices, scorer contract
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_output_lives_on_the_users_device(device: str, backend: str) -> None:
+    index = PositiveIndex.from_pairs([0, 1, 1], [0, 1, 2], num_items=10).to(device)
+    users = torch.tensor([0, 1, 1, 0], device=device)
+    table = torch.rand(2, 10, device=device)
+    hard = HardNegativeSampler(index, 5, 1, 2, backend=backend, generator=0)  # type: ignore[arg-type]
+    out = hard.sample(users, table_scorer(table))
+    assert out.device.type == device and out.shape == (4, 3)
+    assert not bool(index.contains(users[:, None], out).any())
+    uniform = UniformSampler(index, 2, backend=backend, generator=0).sample(users)  # type: ignore[arg-type]
+    assert uniform.device.type == device and uniform.shape == (4, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_batch(backend: str) -> None:
+    index = PositiveIndex.from_pairs([0], [0], num_items=3)
+    calls = []
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        calls.append(i.shape)
+        return i.float()
+
+    sampler = HardNegativeSampler(index, 3, 2, 1, backend=backend, generator=0)  # type: ignore[arg-type]
+    out = sampler.sample(torch.empty(0, dtype=torch.int64), scorer)
+    assert out.shape == (0, 3) and out.dtype == torch.int64
+    assert calls == []
+    assert UniformSampler(index, 2, backend=backend).sample(
+        torch.tensor([], dtype=torch.int32)
+    ).shape == (0, 2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scorer_is_called_without_grad_on_same_shape_integer_tensors(backend: str) -> None:
+    index = PositiveIndex.from_pairs([0, 1], [0, 1], num_items=10)
+    weights = torch.randn(10, requires_grad=True)
+    seen = []
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        seen.append((torch.is_grad_enabled(), u.shape == i.shape, u.dtype, i.dtype))
+        return weights[i] + u
+
+    users = torch.tensor([0, 1, 1], dtype=torch.int32)
+    HardNegativeSampler(index, 4, 1, 1, backend=backend, generator=0).sample(users, scorer)  # type: ignore[arg-type]
+    assert seen and all(s == (False, True, torch.int64, torch.int64) for s in seen)
+
+
+def test_an_mf_style_module_is_a_scorer() -> None:
+    torch.manual_seed(0)
+    users_emb = torch.nn.Embedding(3, 4)
+    items_emb = torch.nn.Embedding(20, 4)
+
+    class Dot(torch.nn.Module):
+        def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+            return (users_emb(u) * items_emb(i)).sum(-1)
+
+    index = PositiveIndex.from_pairs([0, 1, 2], [3, 4, 5], num_items=20)
+    model = Dot()
+    users = torch.tensor([0, 1, 2, 2])
+
+    def as_function(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return (users_emb.weight[u] * items_emb.weight[i]).sum(-1)
+
+    out = HardNegativeSampler(index, 8, 2, 1, generator=0).sample(users, model)
+    same = HardNegativeSampler(index, 8, 2, 1, generator=0).sample(users, as_function)
+    assert torch.equal(out, same)
+    assert not bool(index.contains(users[:, None], out).any())
+    assert all(p.grad is None for p in (users_emb.weight, items_emb.weight))
+
+
+# ---------------------------------------------------------------------- sync-free vectorized path
+
+
+def test_vectorized_path_does_not_read_values_back_when_validation_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = PositiveIndex.from_pairs([0, 1, 1], [0, 1, 2], num_items=50)
+    users = torch.tensor([0, 1, 1, 0])
+    table = torch.rand(2, 50)
+    hard = HardNegativeSampler(index, 6, 2, 2, generator=0, validate=False)
+    uniform = UniformSampler(index, 3, generator=0, validate=False)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("host synchronisation in the vectorized path")
+
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "nonzero"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    out_hard = hard.sample(users, table_scorer(table))
+    out_uniform = uniform.sample(users)
+    monkeypatch.undo()
+    assert out_hard.shape == (4, 4) and out_uniform.shape == (4, 3)
+    assert not bool(index.contains(users[:, None], out_hard).any())
+
+
+def test_validation_does_read_values_so_the_patch_above_is_effective(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = PositiveIndex.from_pairs([0], [0], num_items=5)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("host synchronisation")
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", forbidden)
+    with pytest.raises(AssertionError, match="host synchronisation"):
+        UniformSampler(index, 1, generator=0).sample(torch.tensor([0]))
+
+
+# ---------------------------------------------------------------------- bad input
+
+
+def _index() -> PositiveIndex:
+    return PositiveIndex.from_dict({0: [0, 1, 2], 1: [0]}, num_items=3, num_users=3)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((10, 2, 2), {"backend": "fast"}, ValueError, "backend must be one of"),
+        ((0, 0, 1), {}, ValueError, "num_candidates must be >= 1, got 0"),
+        ((5, -1, 2), {}, ValueError, "num_hard must be >= 0, got -1"),
+        ((5, 1, -2), {}, ValueError, "num_random must be >= 0, got -2"),
+        ((5, 0, 0), {}, ValueError, r"between 1 and num_candidates=5, got 0 \+ 0 = 0"),
+        ((5, 4, 2), {}, ValueError, r"between 1 and num_candidates=5, got 4 \+ 2 = 6"),
+        ((5.0, 1, 1), {}, TypeError, "num_candidates must be an int, got 5.0"),
+        ((5, True, 1), {}, TypeError, "num_hard must be an int, got True"),
+        (
+            (5, 1, 1),
+            {"generator": "seed"},
+            TypeError,
+            "generator must be None, an int seed or a torch.Generator",
+        ),
+        ((5, 1, 1), {"validate": 1}, TypeError, "validate must be a bool"),
+    ],
+)
+def test_hard_sampler_rejects_bad_configuration(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        HardNegativeSampler(_index(), *args, **kwargs)
+
+
+def test_samplers_reject_a_non_index_and_bad_uniform_counts() -> None:
+    with pytest.raises(TypeError, match="index must be a PositiveIndex, got dict"):
+        HardNegativeSampler({0: [1]})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_negatives must be >= 1, got 0"):
+        UniformSampler(_index(), 0)
+
+
+def _ones(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    return torch.ones(i.shape)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("users", "scorer", "error", "match"),
+    [
+        (torch.tensor([1, 3]), _ones, ValueError, r"users must be user ids in \[0, 3\), got 3"),
+        (torch.tensor([1, -1]), _ones, ValueError, r"users must be user ids in \[0, 3\), got -1"),
+        (
+            torch.tensor([[1]]),
+            _ones,
+            ValueError,
+            "users must be a 1-D tensor of user ids, got shape",
+        ),
+        (
+            torch.tensor([1.0]),
+            _ones,
+            TypeError,
+            "users must hold integer ids, got a tensor of dtype torch.float32",
+        ),
+        ([1, 0.5], _ones, TypeError, "users must hold integer ids"),
+        (torch.tensor([1, 0]), _ones, EmptyComplementError, "user 0 has every one of the 3 items"),
+        (torch.tensor([1]), "model", TypeError, "scorer must be callable"),
+        (
+            torch.tensor([1]),
+            lambda u, i: i.float().sum(),
+            ValueError,
+            r"one score per item, shape .*got shape \(\)",
+        ),
+        (
+            torch.tensor([1]),
+            lambda u, i: i,
+            ValueError,
+            "floating-point scores, got dtype torch.int64",
+        ),
+        (
+            torch.tensor([1]),
+            lambda u, i: i.float().tolist(),
+            TypeError,
+            "scorer must return a tensor",
+        ),
+        (
+            torch.tensor([1, 2]),
+            lambda u, i: torch.where(u == 2, torch.nan, 1.0),
+            ValueError,
+            r"scorer returned NaN \(e.g. for user 2",
+        ),
+    ],
+)
+def test_hard_sample_rejects_bad_input(
+    backend: str, users: Any, scorer: Any, error: type, match: str
+) -> None:
+    sampler = HardNegativeSampler(_index(), 3, 1, 1, backend=backend, generator=0)  # type: ignore[arg-type]
+    with pytest.raises(error, match=match):
+        sampler.sample(users, scorer)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_uniform_sample_names_the_user_without_negatives(backend: str) -> None:
+    sampler = UniformSampler(_index(), 2, backend=backend, generator=0)  # type: ignore[arg-type]
+    with pytest.raises(EmptyComplementError, match="user 0 has every one of the 3 items") as info:
+        sampler.sample(torch.tensor([2, 1, 0, 0]))
+    assert info.value.users == [0]
+
+
+def test_a_generator_on_another_device_type_is_rejected() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device to put the users on another device than the generator")
+    index = _index().to("cuda")
+    sampler = UniformSampler(index, 1, generator=torch.Generator())
+    with pytest.raises(ValueError, match="generator is on cpu but the users are on cuda"):
+        sampler.sample(torch.tensor([1], device="cuda"))
+
+
+def test_users_on_another_device_than_the_index_are_rejected() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device to put the users on another device than the index")
+    sampler = UniformSampler(_index(), 1, generator=0)
+    with pytest.raises(ValueError, match=r"call sampler.to\('cuda:0'\)"):
+        sampler.sample(torch.tensor([1], device="cuda"))
+    assert sampler.to("cuda").sample(torch.tensor([1], device="cuda")).device.type == "cuda"
+
+
+def test_repr() -> None:
+    assert repr(HardNegativeSampler(_index(), 4, 1, 2)) == (
+        "HardNegativeSampler(num_candidates=4, num_hard=1, num_random=2, backend='vectorized', validate=True)"
+    )
+    assert repr(UniformSampler(_index(), 3, backend="reference")) == (
+        "UniformSampler(num_negatives=3, backend='reference', validate=True)"
+    )
