@@ -2,23 +2,36 @@
 
 Example:
     >>> import torch
-    >>> from negsample import HardNegativeSampler, PositiveIndex
+    >>> from negsample import BPRLoss, HardNegativeSampler, MFModel, PositiveIndex
     >>> index = PositiveIndex.from_dict({0: {1, 2}, 1: {0}}, num_items=8)
+    >>> model = MFModel(index.num_users, index.num_items, dim=4)
     >>> sampler = HardNegativeSampler(index, num_candidates=5, num_hard=1, num_random=1, generator=0)
-    >>> sampler.sample(torch.tensor([0, 1]), lambda users, items: items.float()).shape
+    >>> users, pos_items = torch.tensor([0, 1]), torch.tensor([1, 0])
+    >>> neg_items = sampler.sample(users, model)
+    >>> neg_items.shape
     torch.Size([2, 2])
+    >>> loss = BPRLoss()(model(users, pos_items), model(users.unsqueeze(1), neg_items))
+    >>> loss.shape
+    torch.Size([])
 """
 
+from negsample import functional
 from negsample.errors import EmptyComplementError
 from negsample.index import PositiveIndex
+from negsample.losses import BCELoss, BPRLoss
+from negsample.models import MFModel
 from negsample.samplers import HardNegativeSampler, UniformSampler
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BCELoss",
+    "BPRLoss",
     "EmptyComplementError",
     "HardNegativeSampler",
+    "MFModel",
     "PositiveIndex",
     "UniformSampler",
     "__version__",
+    "functional",
 ]

@@ -251,5 +251,7 @@ def test_queries_reject_out_of_range_ids_and_ranks() -> None:
         index.sample(torch.tensor([0]), 0)
     with pytest.raises(ValueError, match="users must be 1-D"):
         index.sample(torch.tensor([[0]]))
-    with pytest.raises(TypeError, match=r"generator must be None, an int seed or a torch\.Generator"):
+    with pytest.raises(
+        TypeError, match=r"generator must be None, an int seed or a torch\.Generator"
+    ):
         index.sample(torch.tensor([0]), generator=1.5)  # type: ignore[arg-type]

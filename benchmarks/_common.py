@@ -1,0 +1,85 @@
+"""Shared pieces of the benchmark scripts: data, a scorer, a side-by-side timer."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from negsample import PositiveIndex
+
+GOWALLA_SHAPE = (29_858, 40_981, 810_128)
+
+
+def read_lightgcn(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs from a LightGCN-format file: one line per user, ``user item item ...``."""
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    with path.open() as handle:
+        for line in handle:
+            ids = np.array(line.split(), dtype=np.int64)
+            if ids.size > 1:
+                users.append(np.full(ids.size - 1, ids[0]))
+                items.append(ids[1:])
+    return np.concatenate(users), np.concatenate(items)
+
+
+def synthetic_like_gowalla(seed: int = 0) -> PositiveIndex:
+    """An index of Gowalla's shape with skewed user degrees and item popularity."""
+    num_users, num_items, nnz = GOWALLA_SHAPE
+    rng = np.random.default_rng(seed)
+    degree = rng.lognormal(mean=0.0, sigma=1.0, size=num_users)
+    degree = np.maximum(1, np.round(degree / degree.sum() * nnz * 1.02)).astype(np.int64)
+    users = np.repeat(np.arange(num_users), degree)
+    popularity = 1.0 / np.arange(1, num_items + 1) ** 0.8
+    items = rng.choice(num_items, size=users.size, p=popularity / popularity.sum())
+    return PositiveIndex.from_pairs(users, items, num_users, num_items)
+
+
+def load_index(data: str | None) -> tuple[PositiveIndex, str]:
+    """Gowalla's train split from ``data`` if given, else a generated index of its shape."""
+    if data:
+        users, items = read_lightgcn(Path(data) / "train.txt")
+        return PositiveIndex.from_pairs(users, items), f"Gowalla train split ({data})"
+    return synthetic_like_gowalla(), "generated index of Gowalla's shape (pass --data for the real one)"
+
+
+def mf_scorer(num_users: int, num_items: int, dim: int = 64, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A matrix-factorisation scorer with random embeddings: ``(E_u[u] * E_i[i]).sum(-1)``."""
+    gen = torch.Generator().manual_seed(seed)
+    user_emb = torch.randn(num_users, dim, generator=gen) * 0.1
+    item_emb = torch.randn(num_items, dim, generator=gen) * 0.1
+
+    def scorer(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (user_emb[users] * item_emb[items]).sum(-1)
+
+    return scorer, user_emb, item_emb
+
+
+def time_side_by_side(
+    fns: dict[str, Callable[[], object]], repeats: dict[str, int], rounds: int = 5
+) -> dict[str, float]:
+    """Median seconds per call of each function, interleaving them round by round."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(repeats[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / repeats[name])
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine() -> str:
+    """One line describing where the numbers were measured."""
+    return (
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )

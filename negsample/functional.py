@@ -1,0 +1,212 @@
+"""Pairwise and pointwise ranking losses as plain functions: the maths lives here.
+
+:mod:`negsample.losses` wraps each function in a thin ``nn.Module``; both take
+the scores of a batch's positives, shape ``(B,)`` or ``(B, 1)``, and of its
+negatives, shape ``(B, N)`` (a ``(B,)`` tensor counts as ``N = 1``), as returned
+by ``model(users, pos_items)`` and ``model(users.unsqueeze(1), neg_items)``.
+
+Both losses are written with ``softplus`` (``-log(sigmoid(x)) = softplus(-x)``),
+never as ``log(sigmoid(x))``, so values and gradients stay finite for any finite
+score difference. Half-precision inputs (``float16``, ``bfloat16``) are computed
+in ``float32`` and the result cast back to the inputs' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from negsample._checks import _short
+
+__all__ = ["Reduction", "bce_loss", "bpr_loss"]
+
+Reduction = Literal["mean", "sum", "none"]
+"""How a loss combines its per-term values: ``"mean"``, ``"sum"`` or ``"none"``."""
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction: Any) -> Reduction:
+    """Return ``reduction`` if it is one of ``"mean"``, ``"sum"``, ``"none"``."""
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {_short(reduction)}")
+    return reduction  # type: ignore[return-value]
+
+
+def _check_neg_weight(neg_weight: Any) -> float | None:
+    """Return ``neg_weight`` as a float if it is ``None`` or a finite real ``>= 0``."""
+    if neg_weight is None:
+        return None
+    if isinstance(neg_weight, (bool, np.bool_)) or not isinstance(neg_weight, numbers.Real):
+        raise TypeError(
+            f"neg_weight must be None or a non-negative float, got {_short(neg_weight)} "
+            f"({type(neg_weight).__name__})"
+        )
+    weight = float(neg_weight)
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"neg_weight must be a finite float >= 0, got {weight}")
+    return weight
+
+
+def _check_scores(
+    pos_scores: Any, neg_scores: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """Validate a loss's inputs (shapes, dtypes, devices only; never reads values).
+
+    Returns:
+        ``pos`` as ``(B, 1)`` and ``neg`` as ``(B, N)``, both cast to the dtype the
+        maths runs in, and the dtype of the result (torch's promotion of the two).
+    """
+    for name, value in (("pos_scores", pos_scores), ("neg_scores", neg_scores)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a floating-point tensor, got {type(value).__name__}")
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if pos_scores.ndim == 2 and pos_scores.shape[1] == 1:
+        pos = pos_scores
+    elif pos_scores.ndim == 1:
+        pos = pos_scores.unsqueeze(1)
+    else:
+        raise ValueError(
+            f"pos_scores must have shape (B,) or (B, 1), got shape {tuple(pos_scores.shape)}"
+        )
+    if neg_scores.ndim == 2:
+        neg = neg_scores
+    elif neg_scores.ndim == 1:
+        neg = neg_scores.unsqueeze(1)
+    else:
+        raise ValueError(
+            f"neg_scores must have shape (B, N) or (B,), got shape {tuple(neg_scores.shape)}"
+        )
+    if pos.shape[0] != neg.shape[0]:
+        raise ValueError(
+            f"pos_scores and neg_scores must have the same batch size B, got shapes "
+            f"{tuple(pos_scores.shape)} and {tuple(neg_scores.shape)}"
+        )
+    if pos.shape[0] == 0:
+        raise ValueError(
+            f"the batch is empty (B = 0): pos_scores has shape {tuple(pos_scores.shape)}"
+        )
+    if neg.shape[1] == 0:
+        raise ValueError(f"neg_scores has no negatives (N = 0): shape {tuple(neg_scores.shape)}")
+    if pos.device != neg.device:
+        raise ValueError(
+            f"pos_scores and neg_scores must be on the same device, got {pos.device} and {neg.device}"
+        )
+    out_dtype = torch.promote_types(pos.dtype, neg.dtype)
+    work_dtype = torch.promote_types(out_dtype, torch.float32)
+    return pos.to(work_dtype), neg.to(work_dtype), out_dtype
+
+
+def _reduce(terms: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    if reduction == "mean":
+        return terms.mean()
+    if reduction == "sum":
+        return terms.sum()
+    return terms
+
+
+def bpr_loss(
+    pos_scores: torch.Tensor, neg_scores: torch.Tensor, reduction: Reduction = "mean"
+) -> torch.Tensor:
+    """Bayesian personalised ranking loss: ``-log(sigmoid(pos - neg))`` per pair.
+
+    Each row's positive is paired with each of its ``N`` negatives, and the
+    per-pair term is computed as ``softplus(neg - pos)``, which equals
+    ``-log(sigmoid(pos - neg))`` but stays finite (with a finite gradient) for
+    any finite difference, e.g. ``+-1e4`` in ``float32``.
+
+    Args:
+        pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+        neg_scores: Scores of the negatives, shape ``(B, N)``; shape ``(B,)`` is
+            read as ``N = 1``.
+        reduction: ``"mean"`` (average over the ``B * N`` pairs), ``"sum"``, or
+            ``"none"`` (the ``(B, N)`` per-pair terms).
+
+    Returns:
+        A scalar, or a ``(B, N)`` tensor for ``reduction="none"``, in the
+        promoted dtype of the two inputs.
+
+    Raises:
+        TypeError: If a score tensor is not floating point (integer, bool, complex).
+        ValueError: For an unknown ``reduction``, wrong shapes, differing batch
+            sizes, an empty batch (``B = 0``) or no negatives (``N = 0``), or
+            inputs on different devices.
+
+    Example:
+        >>> pos = torch.tensor([2.0, 0.0])
+        >>> neg = torch.tensor([[0.0, 2.0], [0.0, 0.0]])
+        >>> bpr_loss(pos, neg, reduction="none")
+        tensor([[0.1269, 0.6931],
+                [0.6931, 0.6931]])
+        >>> bpr_loss(pos, neg)
+        tensor(0.5516)
+    """
+    reduction = _check_reduction(reduction)
+    pos, neg, out_dtype = _check_scores(pos_scores, neg_scores)
+    terms = F.softplus(neg - pos)
+    return _reduce(terms, reduction).to(out_dtype)
+
+
+def bce_loss(
+    pos_scores: torch.Tensor,
+    neg_scores: torch.Tensor,
+    reduction: Reduction = "mean",
+    neg_weight: float | None = None,
+) -> torch.Tensor:
+    """Binary cross-entropy with logits: positives labelled 1, negatives labelled 0.
+
+    The terms are ``softplus(-pos)`` for each positive (``-log(sigmoid(pos))``)
+    and ``neg_weight * softplus(neg)`` for each negative
+    (``-neg_weight * log(1 - sigmoid(neg))``), computed stably. With ``B`` rows
+    and ``N`` negatives per row there are ``B + B * N`` terms:
+
+    * ``"mean"``: ``(sum of positive terms + sum of weighted negative terms) / (B + B * N)``.
+      The divisor does not change with ``neg_weight`` (as in torch's
+      ``binary_cross_entropy_with_logits(..., weight=...)``).
+    * ``"sum"``: the same numerator, undivided.
+    * ``"none"``: a ``(B, 1 + N)`` tensor whose column 0 holds the positive terms
+      and columns ``1..N`` the weighted negative terms.
+
+    Args:
+        pos_scores: Logits of the positives, shape ``(B,)`` or ``(B, 1)``.
+        neg_scores: Logits of the negatives, shape ``(B, N)``; shape ``(B,)`` is
+            read as ``N = 1``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``, as above.
+        neg_weight: Factor on every negative term, a finite float ``>= 0``;
+            ``None`` means 1. For example ``1 / N`` weighs a row's ``N``
+            negatives together as much as its one positive.
+
+    Returns:
+        A scalar, or a ``(B, 1 + N)`` tensor for ``reduction="none"``, in the
+        promoted dtype of the two inputs.
+
+    Raises:
+        TypeError: If a score tensor is not floating point, or ``neg_weight`` is
+            not a real number.
+        ValueError: For an unknown ``reduction``, a negative or non-finite
+            ``neg_weight``, wrong shapes, differing batch sizes, an empty batch or
+            no negatives, or inputs on different devices.
+
+    Example:
+        >>> pos = torch.tensor([0.0, 1.0])
+        >>> neg = torch.tensor([[0.0, -1.0], [2.0, 0.0]])
+        >>> bce_loss(pos, neg, reduction="none")
+        tensor([[0.6931, 0.6931, 0.3133],
+                [0.3133, 2.1269, 0.6931]])
+        >>> bce_loss(pos, neg, neg_weight=0.5, reduction="sum")
+        tensor(2.9197)
+    """
+    reduction = _check_reduction(reduction)
+    weight = _check_neg_weight(neg_weight)
+    pos, neg, out_dtype = _check_scores(pos_scores, neg_scores)
+    neg_terms = F.softplus(neg)
+    if weight is not None:
+        neg_terms = neg_terms * weight
+    terms = torch.cat([F.softplus(-pos), neg_terms], dim=1)
+    return _reduce(terms, reduction).to(out_dtype)

@@ -1,0 +1,94 @@
+"""Loss modules: thin ``nn.Module`` wrappers over :mod:`negsample.functional`.
+
+Each module only stores its options (checked when it is built) and calls the
+matching function, so a module and its functional form cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from negsample.functional import (
+    Reduction,
+    _check_neg_weight,
+    _check_reduction,
+    bce_loss,
+    bpr_loss,
+)
+
+__all__ = ["BCELoss", "BPRLoss"]
+
+
+class BPRLoss(nn.Module):
+    """Bayesian personalised ranking loss, ``-log(sigmoid(pos - neg))`` per pair.
+
+    See :func:`negsample.functional.bpr_loss` for the shapes and the maths.
+
+    Args:
+        reduction: ``"mean"`` over the ``B * N`` pairs, ``"sum"``, or ``"none"``
+            for the ``(B, N)`` per-pair terms.
+
+    Raises:
+        ValueError: For an unknown ``reduction``.
+
+    Example:
+        >>> loss_fn = BPRLoss()
+        >>> loss_fn
+        BPRLoss(reduction='mean')
+        >>> loss_fn(torch.tensor([1.0, 0.0]), torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        tensor(0.5982)
+    """
+
+    def __init__(self, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.reduction: Reduction = _check_reduction(reduction)
+
+    def forward(self, pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+        """Loss of positives ``(B,)`` or ``(B, 1)`` against negatives ``(B, N)``."""
+        return bpr_loss(pos_scores, neg_scores, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        """Show the options in the module's repr."""
+        return f"reduction={self.reduction!r}"
+
+
+class BCELoss(nn.Module):
+    """Binary cross-entropy with logits, positives labelled 1 and negatives 0.
+
+    See :func:`negsample.functional.bce_loss` for the shapes, the weighting and
+    what each reduction divides by.
+
+    Args:
+        reduction: ``"mean"`` over all ``B + B * N`` terms, ``"sum"``, or
+            ``"none"`` for a ``(B, 1 + N)`` tensor (column 0: positives).
+        neg_weight: Factor on every negative term, a finite float ``>= 0``;
+            ``None`` means 1.
+
+    Raises:
+        ValueError: For an unknown ``reduction`` or a negative or non-finite
+            ``neg_weight``.
+        TypeError: If ``neg_weight`` is not ``None`` or a real number.
+
+    Example:
+        >>> loss_fn = BCELoss(neg_weight=0.25)
+        >>> loss_fn
+        BCELoss(reduction='mean', neg_weight=0.25)
+        >>> loss_fn(torch.tensor([0.0]), torch.zeros(1, 4))
+        tensor(0.2773)
+    """
+
+    def __init__(self, reduction: Reduction = "mean", neg_weight: float | None = None) -> None:
+        super().__init__()
+        self.reduction: Reduction = _check_reduction(reduction)
+        self.neg_weight = _check_neg_weight(neg_weight)
+
+    def forward(self, pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+        """Loss of positives ``(B,)`` or ``(B, 1)`` against negatives ``(B, N)``."""
+        return bce_loss(
+            pos_scores, neg_scores, reduction=self.reduction, neg_weight=self.neg_weight
+        )
+
+    def extra_repr(self) -> str:
+        """Show the options in the module's repr."""
+        return f"reduction={self.reduction!r}, neg_weight={self.neg_weight!r}"

@@ -1,0 +1,441 @@
+"""Matrix factorisation: the reference model that plugs into the samplers as a scorer."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from negsample._checks import _short, check_ids_in_range, check_int, is_integer_dtype
+from negsample.index import PositiveIndex
+
+__all__ = ["MFModel"]
+
+# Rows of users scored at once by ``recommend``: about 2**24 scores per chunk.
+_RECOMMEND_CHUNK_SCORES = 2**24
+
+
+def _ids(name: str, value: Any) -> torch.Tensor:
+    """Return ``value`` if it is an integer tensor, else raise ``TypeError``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be an integer tensor of ids, got {type(value).__name__}")
+    if not is_integer_dtype(value.dtype):
+        raise TypeError(f"{name} must be an integer tensor of ids, got dtype {value.dtype}")
+    return value
+
+
+def _check_init_std(value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"init_std must be a float, got {_short(value)}")
+    std = float(value)
+    if not math.isfinite(std) or std < 0:
+        raise ValueError(f"init_std must be a finite float >= 0, got {std}")
+    return std
+
+
+class MFModel(nn.Module):
+    """Matrix factorisation: ``score(u, i) = <e_u, e_i> (+ b_i)``.
+
+    Users and items get ``dim``-dimensional embeddings drawn from
+    ``N(0, init_std**2)`` (seed with ``torch.manual_seed`` for a reproducible
+    start). With ``bias=True`` each item also gets a bias, initialised to zero.
+    There is no user bias: it would add the same constant to all of a user's
+    scores, which changes no ranking and no pairwise (BPR) loss.
+
+    The model is a scorer for the samplers: ``model(users, items)`` scores
+    pairs elementwise, broadcasting ``users`` against ``items``.
+
+    Args:
+        num_users: Number of users (rows of ``user_embedding``).
+        num_items: Number of items (rows of ``item_embedding``).
+        dim: Embedding size.
+        bias: Learn a per-item bias ``item_bias`` of shape ``(num_items,)``.
+        init_std: Standard deviation of the initial embeddings, a finite float ``>= 0``.
+        validate: Check at every call that ids are in range. That reads values
+            back to the host (a GPU synchronisation); set ``False`` (here or later
+            through the ``validate`` attribute) in a hot loop once the data is
+            known good. Dtype, shape and device checks always run.
+        dtype: Floating dtype of the parameters (default: torch's default dtype).
+        device: Device of the parameters.
+
+    Attributes:
+        user_embedding: ``nn.Embedding(num_users, dim)``.
+        item_embedding: ``nn.Embedding(num_items, dim)``.
+        item_bias: ``nn.Parameter`` of shape ``(num_items,)``, or ``None``.
+        validate: Whether calls check id ranges.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> model = MFModel(num_users=3, num_items=5, dim=4, bias=True)
+        >>> model(torch.tensor([0, 2]), torch.tensor([1, 4])).shape
+        torch.Size([2])
+        >>> model(torch.tensor([[0], [2]]), torch.tensor([[1, 3, 4], [0, 1, 2]])).shape
+        torch.Size([2, 3])
+        >>> model.recommend(torch.tensor([0, 1]), k=2).shape
+        torch.Size([2, 2])
+    """
+
+    item_bias: nn.Parameter | None
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        dim: int = 64,
+        *,
+        bias: bool = False,
+        init_std: float = 0.1,
+        validate: bool = True,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        num_users = check_int("num_users", num_users, minimum=1)
+        num_items = check_int("num_items", num_items, minimum=1)
+        dim = check_int("dim", dim, minimum=1)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {_short(bias)}")
+        if not isinstance(validate, bool):
+            raise TypeError(f"validate must be a bool, got {_short(validate)}")
+        self.init_std = _check_init_std(init_std)
+        if dtype is not None and (
+            not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
+        ):
+            raise TypeError(f"dtype must be None or a floating torch.dtype, got {_short(dtype)}")
+        self.validate = validate
+        self.user_embedding = nn.Embedding(num_users, dim, dtype=dtype, device=device)
+        self.item_embedding = nn.Embedding(num_items, dim, dtype=dtype, device=device)
+        nn.init.normal_(self.user_embedding.weight, mean=0.0, std=self.init_std)
+        nn.init.normal_(self.item_embedding.weight, mean=0.0, std=self.init_std)
+        if bias:
+            self.item_bias = nn.Parameter(torch.zeros(num_items, dtype=dtype, device=device))
+        else:
+            self.register_parameter("item_bias", None)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def num_users(self) -> int:
+        """Number of users."""
+        return self.user_embedding.num_embeddings
+
+    @property
+    def num_items(self) -> int:
+        """Number of items."""
+        return self.item_embedding.num_embeddings
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return self.user_embedding.embedding_dim
+
+    def extra_repr(self) -> str:
+        """Show the sizes and options in the module's repr."""
+        return (
+            f"num_users={self.num_users}, num_items={self.num_items}, dim={self.dim}, "
+            f"bias={self.item_bias is not None}, validate={self.validate}"
+        )
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_on_device(self, name: str, ids: torch.Tensor) -> None:
+        device = self.item_embedding.weight.device
+        if ids.device != device:
+            raise ValueError(f"{name} are on {ids.device} but the model is on {device}")
+
+    def _user_ids(self, users: Any) -> torch.Tensor:
+        """Checked ``int64`` user ids (indexing with a ``uint8`` tensor would mask)."""
+        users_t = _ids("users", users)
+        self._check_on_device("users", users_t)
+        if self.validate:
+            check_ids_in_range("users", users_t, self.num_users, "user")
+        return users_t.long()
+
+    def _item_ids(self, name: str, items: Any) -> torch.Tensor:
+        """Checked ``int64`` item ids."""
+        items_t = _ids(name, items)
+        self._check_on_device(name, items_t)
+        if self.validate:
+            check_ids_in_range(name, items_t, self.num_items, "item")
+        return items_t.long()
+
+    # ------------------------------------------------------------------ scoring
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Score ``(user, item)`` pairs elementwise, broadcasting ``users`` against ``items``.
+
+        ``(B,)`` with ``(B,)`` gives ``(B,)``; ``(B, 1)`` with ``(B, N)`` gives
+        ``(B, N)``. Each user's embedding is looked up once, not once per item.
+
+        Args:
+            users: Integer tensor of user ids.
+            items: Integer tensor of item ids, broadcastable with ``users``.
+
+        Returns:
+            Scores of the broadcast shape, in the parameters' dtype.
+
+        Raises:
+            TypeError: If ``users`` or ``items`` is not an integer tensor.
+            ValueError: If the shapes do not broadcast, a tensor is on another
+                device, or (with ``validate``) an id is out of range.
+
+        Example:
+            >>> model = MFModel(2, 3, dim=2)
+            >>> model(torch.tensor([[0], [1]]), torch.tensor([[0, 1, 2], [2, 1, 0]])).shape
+            torch.Size([2, 3])
+        """
+        users_t = self._user_ids(users)
+        items_t = self._item_ids("items", items)
+        try:
+            torch.broadcast_shapes(users_t.shape, items_t.shape)  # type: ignore[no-untyped-call]
+        except RuntimeError as err:
+            raise ValueError(
+                f"users and items must broadcast together, got shapes {tuple(users_t.shape)} "
+                f"and {tuple(items_t.shape)}"
+            ) from err
+        user_vectors: torch.Tensor = self.user_embedding(users_t)
+        item_vectors: torch.Tensor = self.item_embedding(items_t)
+        scores = (user_vectors * item_vectors).sum(dim=-1)
+        if self.item_bias is not None:
+            scores = scores + self.item_bias[items_t]
+        return scores
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Score every item for each user: a ``(B, num_items)`` matrix.
+
+        Row ``b``, column ``i`` equals ``model(users[b], i)`` up to rounding.
+
+        Args:
+            users: 1-D integer tensor of user ids.
+
+        Returns:
+            Scores of shape ``(len(users), num_items)``.
+
+        Raises:
+            TypeError: If ``users`` is not an integer tensor.
+            ValueError: If ``users`` is not 1-D, is on another device, or (with
+                ``validate``) holds an out-of-range id.
+
+        Example:
+            >>> model = MFModel(2, 3, dim=2)
+            >>> users = torch.tensor([1, 0])
+            >>> torch.allclose(model.score_all(users), model(users[:, None], torch.arange(3)))
+            True
+        """
+        users_t = self._user_ids(users)
+        if users_t.ndim != 1:
+            raise ValueError(f"users must be 1-D, got shape {tuple(users_t.shape)}")
+        user_vectors: torch.Tensor = self.user_embedding(users_t)
+        scores = user_vectors @ self.item_embedding.weight.T
+        if self.item_bias is not None:
+            scores = scores + self.item_bias
+        return scores
+
+    @torch.no_grad()
+    def recommend(
+        self, users: torch.Tensor, k: int, exclude: PositiveIndex | None = None
+    ) -> torch.Tensor:
+        """The ``k`` highest-scored items of each user, highest first.
+
+        Ties go to the lower item id. With ``exclude``, a user's known positives in
+        that index are never returned. A user with fewer than ``k`` items left
+        after exclusion gets all of them, best first, and the remaining slots at
+        the end of its row are filled with ``-1``.
+
+        NaN scores rank below every other score (below ``-inf`` too, but above
+        excluded items); with ``validate`` they raise instead. Runs without
+        gradients and synchronises with the device (the exclusion lists vary in
+        length). Users are scored in chunks of about ``2**24`` scores.
+
+        Args:
+            users: 1-D integer tensor of user ids.
+            k: Items per user, ``1 <= k <= num_items``.
+            exclude: Items never to recommend, typically the training positives;
+                it must have ``num_items`` items, be on the model's device and
+                hold a row for every user in ``users``.
+
+        Returns:
+            ``int64`` tensor of shape ``(len(users), k)``: item ids, then ``-1``
+            padding where a user ran out of items.
+
+        Raises:
+            TypeError: If ``users`` is not an integer tensor, ``k`` not an int or
+                ``exclude`` not a :class:`~negsample.PositiveIndex`.
+            ValueError: If ``k`` is out of range, ``users`` is not 1-D or on
+                another device, ``exclude`` does not match the model, or (with
+                ``validate``) an id is out of range or a score is NaN.
+
+        Example:
+            >>> model = MFModel(2, 4, dim=1, init_std=0.0, bias=True)
+            >>> with torch.no_grad():
+            ...     _ = model.item_bias.copy_(torch.tensor([0.5, 2.0, 1.0, 2.0]))
+            >>> model.recommend(torch.tensor([0, 1]), k=3).tolist()
+            [[1, 3, 2], [1, 3, 2]]
+            >>> index = PositiveIndex.from_dict({0: [1], 1: [0, 1, 3]}, num_items=4)
+            >>> model.recommend(torch.tensor([0, 1]), k=3, exclude=index).tolist()
+            [[3, 2, 0], [2, -1, -1]]
+        """
+        users_t = self._user_ids(users)
+        if users_t.ndim != 1:
+            raise ValueError(f"users must be 1-D, got shape {tuple(users_t.shape)}")
+        k = check_int("k", k, minimum=1)
+        if k > self.num_items:
+            raise ValueError(f"k must be <= num_items={self.num_items}, got {k}")
+        if exclude is not None:
+            self._check_exclude(exclude, users_t)
+        chunk = max(1, _RECOMMEND_CHUNK_SCORES // self.num_items)
+        parts = [
+            self._recommend_chunk(users_t[start : start + chunk], k, exclude)
+            for start in range(0, users_t.numel(), chunk)
+        ]
+        if not parts:
+            return torch.empty((0, k), dtype=torch.int64, device=users_t.device)
+        return torch.cat(parts)
+
+    def _check_exclude(self, exclude: Any, users: torch.Tensor) -> None:
+        if not isinstance(exclude, PositiveIndex):
+            raise TypeError(
+                f"exclude must be None or a PositiveIndex, got {type(exclude).__name__}"
+            )
+        if exclude.num_items != self.num_items:
+            raise ValueError(
+                f"exclude must index the model's {self.num_items} items, "
+                f"got an index with num_items={exclude.num_items}"
+            )
+        if exclude.device != users.device:
+            raise ValueError(
+                f"exclude is on {exclude.device} but the users are on {users.device}; "
+                f"use exclude.to({str(users.device)!r})"
+            )
+        if self.validate and users.numel():
+            beyond = users >= exclude.num_users
+            if bool(beyond.any()):
+                raise ValueError(
+                    f"exclude has no row for user {int(users[beyond][0])}: "
+                    f"it has num_users={exclude.num_users}"
+                )
+
+    def _recommend_chunk(
+        self, users: torch.Tensor, k: int, exclude: PositiveIndex | None
+    ) -> torch.Tensor:
+        """:meth:`recommend` for valid ``int64`` users, all scored at once."""
+        scores = self.score_all(users)
+        nan = torch.isnan(scores)
+        if self.validate and bool(nan.any()):
+            row, item = nan.nonzero()[0].tolist()
+            raise ValueError(
+                f"the model scores NaN (e.g. for user {int(users[row])}, item {item}); "
+                f"{int(nan.sum())} NaN scores in total"
+            )
+        # Rank by (tier, score, -item), highest first. Tier 2: ordinary scores;
+        # 1: NaN; 0: excluded. Excluded and NaN scores are set to -inf so that
+        # top-k on the scores alone finds the k-th best value.
+        tier = torch.where(nan, 1, 2)
+        if exclude is not None:
+            tier = tier.masked_fill(_excluded_mask(exclude, users), 0)
+        masked = scores.masked_fill(tier < 2, -math.inf)
+        threshold = torch.topk(masked, k, dim=1).values[:, -1:]
+        above = masked > threshold
+        # Items tied at the threshold fill the remaining slots, higher tier first,
+        # then lower item id: rank them by tier, then by position.
+        tied = masked == threshold
+        needed = k - above.sum(dim=1, keepdim=True)
+        tied_rank = torch.zeros_like(scores, dtype=torch.int64)
+        ahead = torch.zeros_like(needed)
+        for level in (2, 1, 0):
+            at_level = tied & (tier == level)
+            tied_rank = torch.where(at_level, ahead + at_level.cumsum(dim=1), tied_rank)
+            ahead = ahead + at_level.sum(dim=1, keepdim=True)
+        take = above | (tied & (tied_rank <= needed))
+        items = take.nonzero()[:, 1].view(-1, k)  # row-major: ascending item ids per row
+        # Stable sorts from the least to the most significant key.
+        order = torch.sort(masked.gather(1, items), dim=1, descending=True, stable=True).indices
+        items = items.gather(1, order)
+        order = torch.sort(tier.gather(1, items), dim=1, descending=True, stable=True).indices
+        items = items.gather(1, order)
+        return items.masked_fill(tier.gather(1, items) == 0, -1)
+
+    # ------------------------------------------------------------------ regularisation
+
+    def l2_regularization(
+        self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor
+    ) -> torch.Tensor:
+        """The BPR L2 penalty on the embeddings a batch touches (LightGCN style).
+
+        With ``B = len(users)``::
+
+            0.5 * (sum_b ||e_{users[b]}||^2
+                   + sum_b ||e_{pos_items[b]}||^2
+                   + sum_{b, j} ||e_{neg_items[b, j]}||^2) / B
+
+        Every occurrence counts: an id that appears twice in the batch adds its
+        squared norm twice. Item biases are not penalised. Multiply by your
+        regularisation weight and add it to the loss.
+
+        Args:
+            users: 1-D integer tensor of ``B`` user ids.
+            pos_items: Integer tensor of positive items, shape ``(B,)`` or ``(B, 1)``.
+            neg_items: Integer tensor of negative items, shape ``(B, N)`` or ``(B,)``.
+
+        Returns:
+            A scalar tensor, differentiable with respect to the embeddings.
+
+        Raises:
+            TypeError: If an argument is not an integer tensor.
+            ValueError: For an empty batch, mismatched or wrong shapes, a tensor on
+                another device, or (with ``validate``) an out-of-range id.
+
+        Example:
+            >>> model = MFModel(2, 3, dim=2, init_std=0.0)
+            >>> with torch.no_grad():
+            ...     _ = model.user_embedding.weight.fill_(1.0)
+            ...     _ = model.item_embedding.weight.fill_(2.0)
+            >>> model.l2_regularization(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[1, 2], [2, 0]]))
+            tensor(13., grad_fn=<DivBackward0>)
+        """
+        users_t = self._user_ids(users)
+        pos_t = self._item_ids("pos_items", pos_items)
+        neg_t = self._item_ids("neg_items", neg_items)
+        if users_t.ndim != 1:
+            raise ValueError(f"users must be 1-D, got shape {tuple(users_t.shape)}")
+        batch = users_t.shape[0]
+        if batch == 0:
+            raise ValueError("users is empty: the penalty is an average over the batch")
+        if not (pos_t.ndim == 1 or (pos_t.ndim == 2 and pos_t.shape[1] == 1)):
+            raise ValueError(
+                f"pos_items must have shape (B,) or (B, 1), got shape {tuple(pos_t.shape)}"
+            )
+        if neg_t.ndim not in (1, 2):
+            raise ValueError(
+                f"neg_items must have shape (B, N) or (B,), got shape {tuple(neg_t.shape)}"
+            )
+        for name, tensor in (("pos_items", pos_t), ("neg_items", neg_t)):
+            if tensor.shape[0] != batch:
+                raise ValueError(
+                    f"{name} must have B={batch} rows like users, got shape {tuple(tensor.shape)}"
+                )
+        user_vectors: torch.Tensor = self.user_embedding(users_t)
+        pos_vectors: torch.Tensor = self.item_embedding(pos_t)
+        neg_vectors: torch.Tensor = self.item_embedding(neg_t)
+        total = user_vectors.pow(2).sum() + pos_vectors.pow(2).sum() + neg_vectors.pow(2).sum()
+        return 0.5 * total / batch
+
+
+def _excluded_mask(index: PositiveIndex, users: torch.Tensor) -> torch.Tensor:
+    """``(len(users), num_items)`` booleans: ``True`` at each user's known positives.
+
+    Built from the CSR rows of the batch's users in one scatter, without a loop.
+    """
+    starts = index.indptr[users].long()
+    degrees = index.indptr[users + 1].long() - starts
+    rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), degrees)
+    first_of_row = torch.cumsum(degrees, dim=0) - degrees
+    within_row = torch.arange(rows.numel(), device=users.device) - first_of_row[rows]
+    items = index.indices[starts[rows] + within_row].long()
+    mask = torch.zeros((users.numel(), index.num_items), dtype=torch.bool, device=users.device)
+    mask[rows, items] = True
+    return mask

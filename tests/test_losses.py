@@ -1,0 +1,102 @@
+"""The loss modules: equal to the functional forms, eager argument checks, repr."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from negsample.functional import bce_loss, bpr_loss
+from negsample.losses import BCELoss, BPRLoss
+
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def scores(seed: int, batch: int, num_neg: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, generator=gen) * 3, torch.randn(batch, num_neg, generator=gen) * 3
+
+
+@given(st.sampled_from(REDUCTIONS), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_bpr_module_equals_functional(reduction: str, batch: int, num_neg: int, seed: int) -> None:
+    pos, neg = scores(seed, batch, num_neg)
+    module = BPRLoss(reduction=reduction)
+    assert torch.equal(module(pos, neg), bpr_loss(pos, neg, reduction=reduction))
+
+
+@given(
+    st.sampled_from(REDUCTIONS),
+    st.sampled_from([None, 0.0, 0.5, 4]),
+    st.integers(1, 5),
+    st.integers(1, 4),
+    st.integers(0, 2**31 - 1),
+)
+def test_bce_module_equals_functional(
+    reduction: str, neg_weight: float | None, batch: int, num_neg: int, seed: int
+) -> None:
+    pos, neg = scores(seed, batch, num_neg)
+    module = BCELoss(reduction=reduction, neg_weight=neg_weight)
+    expected = bce_loss(pos, neg, reduction=reduction, neg_weight=neg_weight)
+    assert torch.equal(module(pos, neg), expected)
+
+
+def test_closed_form_through_the_modules() -> None:
+    pos, neg = torch.tensor([1.0]), torch.tensor([[1.0, -1.0]])
+    # BPR: softplus(0) = log 2 and softplus(-2) = log(1 + e^-2).
+    expected_bpr = (math.log(2) + math.log1p(math.exp(-2))) / 2
+    assert BPRLoss()(pos, neg).item() == pytest.approx(expected_bpr)
+    # BCE: -log(sigmoid(1)) for the positive, 0.5 * -log(1 - sigmoid(n)) per negative, / 3 terms.
+    terms = [
+        math.log1p(math.exp(-1)),
+        0.5 * math.log1p(math.exp(1)),
+        0.5 * math.log1p(math.exp(-1)),
+    ]
+    assert BCELoss(neg_weight=0.5)(pos, neg).item() == pytest.approx(sum(terms) / 3)
+
+
+def test_gradients_flow_through_the_modules() -> None:
+    pos = torch.tensor([0.5, -0.5], requires_grad=True)
+    neg = torch.tensor([[0.0], [1.0]], requires_grad=True)
+    (BPRLoss()(pos, neg) + BCELoss()(pos, neg)).backward()
+    assert pos.grad is not None and neg.grad is not None
+    assert bool((pos.grad < 0).all()) and bool((neg.grad > 0).all())
+
+
+def test_modules_hold_no_parameters_or_state() -> None:
+    for module in (BPRLoss(), BCELoss(neg_weight=0.1)):
+        assert list(module.parameters()) == []
+        assert module.state_dict() == {}
+
+
+def test_repr() -> None:
+    assert repr(BPRLoss()) == "BPRLoss(reduction='mean')"
+    assert repr(BPRLoss("none")) == "BPRLoss(reduction='none')"
+    assert repr(BCELoss()) == "BCELoss(reduction='mean', neg_weight=None)"
+    assert repr(BCELoss("sum", neg_weight=1)) == "BCELoss(reduction='sum', neg_weight=1.0)"
+
+
+@pytest.mark.parametrize("reduction", ["avg", None, "MEAN"])
+def test_bad_reduction_fails_at_construction(reduction: object) -> None:
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        BPRLoss(reduction=reduction)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        BCELoss(reduction=reduction)
+
+
+def test_bad_neg_weight_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"neg_weight must be a finite float >= 0, got -1\.0"):
+        BCELoss(neg_weight=-1)
+    with pytest.raises(
+        TypeError, match=r"neg_weight must be None or a non-negative float, got 'x'"
+    ):
+        BCELoss(neg_weight="x")
+
+
+def test_input_errors_come_from_the_functional_checks() -> None:
+    with pytest.raises(TypeError, match="pos_scores must be a floating-point tensor"):
+        BPRLoss()(torch.zeros(2, dtype=torch.int64), torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="same batch size"):
+        BCELoss()(torch.zeros(2), torch.zeros(3, 1))
