@@ -46,19 +46,10 @@ def load_index(data: str | None) -> tuple[PositiveIndex, str]:
     if data:
         users, items = read_lightgcn(Path(data) / "train.txt")
         return PositiveIndex.from_pairs(users, items), f"Gowalla train split ({data})"
-    return synthetic_like_gowalla(), "generated index of Gowalla's shape (pass --data for the real one)"
-
-
-def mf_scorer(num_users: int, num_items: int, dim: int = 64, seed: int = 0):  # type: ignore[no-untyped-def]
-    """A matrix-factorisation scorer with random embeddings: ``(E_u[u] * E_i[i]).sum(-1)``."""
-    gen = torch.Generator().manual_seed(seed)
-    user_emb = torch.randn(num_users, dim, generator=gen) * 0.1
-    item_emb = torch.randn(num_items, dim, generator=gen) * 0.1
-
-    def scorer(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (user_emb[users] * item_emb[items]).sum(-1)
-
-    return scorer, user_emb, item_emb
+    return (
+        synthetic_like_gowalla(),
+        "generated index of Gowalla's shape (pass --data for the real one)",
+    )
 
 
 def time_side_by_side(

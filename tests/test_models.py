@@ -144,6 +144,13 @@ def test_forward_values_and_broadcasting(bias: bool) -> None:
     # One user against many items, and a 0-d pair.
     assert model(torch.tensor([2]), torch.arange(6)).shape == (6,)
     assert model(torch.tensor(1), torch.tensor(2)).shape == ()
+    # Users expanded over the items (as the samplers pass them) score the same.
+    torch.testing.assert_close(model(users[:, None].expand(3, 2), items), grid)
+    # An expanded dim that the items do not fill must keep its size.
+    rows = torch.tensor([[0, 3]]).expand(3, 2)
+    out = model(rows, torch.tensor([5, 1]))
+    assert out.shape == (3, 2)
+    torch.testing.assert_close(out, model(rows.contiguous(), torch.tensor([[5, 1]] * 3)))
     # int32 / int16 / uint8 ids score like int64 ones (uint8 must not act as a mask).
     for dtype in (torch.int32, torch.int16, torch.uint8):
         torch.testing.assert_close(model(users[:, None].to(dtype), items.to(dtype)), grid)
