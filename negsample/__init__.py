@@ -15,7 +15,7 @@ Example:
     torch.Size([])
 """
 
-from negsample import functional
+from negsample import data, functional, metrics
 from negsample.errors import EmptyComplementError
 from negsample.index import PositiveIndex
 from negsample.losses import BCELoss, BPRLoss
@@ -33,5 +33,7 @@ __all__ = [
     "PositiveIndex",
     "UniformSampler",
     "__version__",
+    "data",
     "functional",
+    "metrics",
 ]

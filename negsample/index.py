@@ -195,8 +195,11 @@ class PositiveIndex:
                 "num_items must be >= 1; pass num_items= when there are no interactions"
             )
         if num_users * num_items < 2**63:
-            flat = np.unique(users * num_items + items)
-            users, items = np.divmod(flat, num_items)
+            # sort + neighbour mask: several times faster than np.unique here.
+            flat = np.sort(users * num_items + items)
+            keep = np.ones(flat.size, dtype=bool)
+            keep[1:] = flat[1:] != flat[:-1]
+            users, items = np.divmod(flat[keep], num_items)
         else:
             order = np.lexsort((items, users))
             users, items = users[order], items[order]

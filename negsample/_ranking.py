@@ -1,0 +1,106 @@
+"""Top-k ranking with exclusions and exact tie order, shared by recommend and evaluate."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from negsample.index import PositiveIndex
+
+
+def top_k_items(
+    scores: torch.Tensor,
+    k: int,
+    *,
+    exclude: PositiveIndex | None = None,
+    users: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The ``k`` best items of each row of ``scores``, ``-1`` where a row runs out.
+
+    Rank by (tier, score, lower item id), highest first. Tier 2: ordinary
+    scores; 1: NaN; 0: the row user's positives in ``exclude``, which are never
+    returned (their slots become ``-1``). ``users`` gives each row's user id
+    when ``exclude`` is set. Inputs are trusted: ``1 <= k <= num_items``.
+    """
+    num_items = scores.shape[1]
+    nan = torch.isnan(scores)
+    # Excluded and NaN scores are set to -inf so that top-k on the scores alone
+    # finds the k-th best value.
+    masked = scores.masked_fill(nan, -math.inf)
+    if exclude is not None:
+        assert users is not None
+        rows, items = excluded_pairs(exclude, users)
+        masked[rows, items] = -math.inf
+    # One extra value tells whether a tie straddles the k-th place.
+    top = torch.topk(masked, min(k + 1, num_items), dim=1)
+    threshold = top.values[:, k - 1 : k]
+    # Fast path: no tie across the k-th place and a finite k-th value, so top-k
+    # picked the right set and only the order within ties needs fixing. Other
+    # rows take the exact path.
+    slow_rows = torch.isinf(threshold[:, 0])
+    if k < num_items:
+        slow_rows |= top.values[:, k] == threshold[:, 0]
+    slow = slow_rows.nonzero()[:, 0]
+    ranked = _order_by_score_then_id(masked, top.indices[:, :k])
+    if slow.numel():
+        tier = torch.where(nan[slow], 1, 2).to(torch.int8)
+        if exclude is not None:
+            assert users is not None
+            tier[excluded_mask(exclude, users[slow])] = 0
+        ranked[slow] = _top_k_ties_to_lower_id(masked[slow], tier, threshold[slow], k)
+    if exclude is None:
+        return ranked
+    assert users is not None
+    return ranked.masked_fill(exclude.contains(users[:, None], ranked, validate=False), -1)
+
+
+def _order_by_score_then_id(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Sort each row of ``items`` by score, highest first, ties to the lower item id."""
+    items = torch.sort(items, dim=1).values
+    order = torch.sort(scores.gather(1, items), dim=1, descending=True, stable=True).indices
+    return items.gather(1, order)
+
+
+def _top_k_ties_to_lower_id(
+    masked: torch.Tensor, tier: torch.Tensor, threshold: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Exact top-k by (tier, score, lower id) for rows with ties at the k-th value."""
+    above = masked > threshold
+    # Items tied at the threshold fill the remaining slots, higher tier first,
+    # then lower item id: rank them by tier, then by position.
+    tied = masked == threshold
+    needed = k - above.sum(dim=1, keepdim=True)
+    tied_rank = torch.zeros_like(masked, dtype=torch.int64)
+    ahead = torch.zeros_like(needed)
+    for level in (2, 1, 0):
+        at_level = tied & (tier == level)
+        tied_rank = torch.where(at_level, ahead + at_level.cumsum(dim=1), tied_rank)
+        ahead = ahead + at_level.sum(dim=1, keepdim=True)
+    take = above | (tied & (tied_rank <= needed))
+    items = take.nonzero()[:, 1].view(-1, k)  # row-major: ascending item ids per row
+    # Stable sorts from the least to the most significant key.
+    order = torch.sort(masked.gather(1, items), dim=1, descending=True, stable=True).indices
+    items = items.gather(1, order)
+    order = torch.sort(tier.gather(1, items), dim=1, descending=True, stable=True).indices
+    return items.gather(1, order)
+
+
+def excluded_pairs(index: PositiveIndex, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row (position in ``users``) and item of every known positive of the batch's users.
+
+    Gathered from the CSR rows of the batch's users without a loop.
+    """
+    starts = index.indptr[users].long()
+    degrees = index.indptr[users + 1].long() - starts
+    rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), degrees)
+    first_of_row = torch.cumsum(degrees, dim=0) - degrees
+    within_row = torch.arange(rows.numel(), device=users.device) - first_of_row[rows]
+    return rows, index.indices[starts[rows] + within_row].long()
+
+
+def excluded_mask(index: PositiveIndex, users: torch.Tensor) -> torch.Tensor:
+    """``(len(users), num_items)`` booleans: ``True`` at each user's known positives."""
+    mask = torch.zeros((users.numel(), index.num_items), dtype=torch.bool, device=users.device)
+    mask[excluded_pairs(index, users)] = True
+    return mask

@@ -1,0 +1,62 @@
+"""The shared top-k ranking: exclusions, NaN, -inf and ties against a naive oracle."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from negsample import PositiveIndex
+from negsample._ranking import excluded_mask, top_k_items
+
+
+def naive_top_k(scores: list[float], excluded: set[int], k: int) -> list[int]:
+    """Sort by (allowed, not NaN, score, -item) descending; excluded slots become -1."""
+    order = sorted(
+        range(len(scores)),
+        key=lambda i: (
+            i not in excluded,
+            not math.isnan(scores[i]),
+            -math.inf if math.isnan(scores[i]) else scores[i],
+            -i,
+        ),
+        reverse=True,
+    )
+    return [i if i not in excluded else -1 for i in order[:k]]
+
+
+@given(st.data())
+def test_top_k_items_matches_a_naive_sort(data: st.DataObject) -> None:
+    num_users = data.draw(st.integers(1, 5))
+    num_items = data.draw(st.integers(1, 8))
+    values = st.sampled_from([-math.inf, -1.0, 0.0, 0.5, 1.0, math.inf, math.nan])
+    scores = [
+        data.draw(st.lists(values, min_size=num_items, max_size=num_items))
+        for _ in range(num_users)
+    ]
+    rows = [data.draw(st.sets(st.integers(0, num_items - 1))) for _ in range(num_users)]
+    index = PositiveIndex.from_dict(dict(enumerate(rows)), num_users=num_users, num_items=num_items)
+    k = data.draw(st.integers(1, num_items))
+    users = torch.arange(num_users)
+    got = top_k_items(torch.tensor(scores), k, exclude=index, users=users)
+    expected = [naive_top_k(scores[u], rows[u], k) for u in range(num_users)]
+    assert got.tolist() == expected
+    plain = top_k_items(torch.tensor(scores), k)
+    assert plain.tolist() == [naive_top_k(scores[u], set(), k) for u in range(num_users)]
+
+
+def test_minus_inf_scores_rank_before_excluded_items() -> None:
+    index = PositiveIndex.from_dict({0: [0, 3]}, num_items=4)
+    scores = torch.tensor([[-math.inf, 1.0, -math.inf, 0.0]])
+    assert top_k_items(scores, 4, exclude=index, users=torch.tensor([0])).tolist() == [
+        [1, 2, -1, -1]
+    ]
+
+
+def test_excluded_mask() -> None:
+    index = PositiveIndex.from_dict({0: [1, 3], 2: [0, 1, 2, 3]}, num_users=3, num_items=4)
+    users = torch.tensor([2, 1, 0, 0])
+    expected = [[True] * 4, [False] * 4, [False, True, False, True], [False, True, False, True]]
+    assert excluded_mask(index, users).tolist() == expected
