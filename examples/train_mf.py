@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     train.add_argument("--loss", default="bpr", choices=["bpr", "bce"])
     train.add_argument("--dim", type=int, default=64)
     train.add_argument(
-        "--epochs", type=int, default=None, help="default: 8 on synthetic data, 40 on a file"
+        "--epochs", type=int, default=None, help="default: 15 on synthetic data, 40 on a file"
     )
     train.add_argument("--batch-size", type=int, default=2048)
     train.add_argument("--lr", type=float, default=5e-3)

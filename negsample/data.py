@@ -142,12 +142,12 @@ class Interactions:
 
     @property
     def num_users(self) -> int:
-        """Number of users: ``len(user_ids)``, including users without pairs."""
+        """Number of users, ``len(user_ids)``, including users without pairs."""
         return int(self.user_ids.size)
 
     @property
     def num_items(self) -> int:
-        """Number of items: ``len(item_ids)``."""
+        """Number of items, ``len(item_ids)``."""
         return int(self.item_ids.size)
 
     @property

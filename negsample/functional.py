@@ -26,7 +26,7 @@ from negsample._checks import _short
 __all__ = ["Reduction", "bce_loss", "bpr_loss"]
 
 Reduction = Literal["mean", "sum", "none"]
-"""How a loss combines its per-term values: ``"mean"``, ``"sum"`` or ``"none"``."""
+"""How a loss combines its per-term values, ``"mean"``, ``"sum"`` or ``"none"``."""
 
 _REDUCTIONS = ("mean", "sum", "none")
 

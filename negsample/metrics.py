@@ -19,7 +19,7 @@ With ``rel_j = 1`` if the item in slot ``j`` (``j = 1..k``) is in ``T_u`` and
 
 Recall divides by ``|T_u|``, not ``min(|T_u|, k)``, so a user with more than
 ``k`` relevant items cannot reach a recall of 1. MAP@k is the mean of AP@k over
-users (the course competition's MAP@50 with ``k = 50``).
+users (the course competition's ``MAP@50`` with ``k = 50``).
 
 Excluding each user's training positives from the ranking is part of making
 the ranking; :func:`evaluate` does it and then averages the metrics over users.
@@ -275,7 +275,7 @@ def ndcg_at_k(
 def map_at_k(
     ranked: Any, relevant: PositiveIndex, users: Any, k: int, *, validate: bool = True
 ) -> torch.Tensor:
-    """AP@k of each row; their mean over users is MAP@k (the course competition's MAP@50).
+    """AP@k of each row; their mean over users is MAP@k (the course competition's ``MAP@50``).
 
     ``AP@k = (1 / min(|T_u|, k)) * sum_{j=1..k} P@j * rel_j``, where ``rel_j`` is
     1 if slot ``j`` holds a relevant item and ``P@j`` is the number of relevant
@@ -429,7 +429,7 @@ def evaluate(
     For an :class:`~negsample.MFModel` the two give the same ranking. The
     evaluation runs on the device of the model's first parameter or buffer (on
     ``train_index``'s device for a model without any); the indexes are copied
-    there as needed. Ranking runs under :func:`torch.no_grad`, and an
+    there as needed. Ranking runs under :class:`torch.no_grad`, and an
     ``nn.Module`` is switched to ``eval()`` mode for the call and restored
     afterwards. Peak memory is a few ``batch_size x num_items`` tensors.
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import torch
+from typing_extensions import Self
 
 from negsample._checks import _short, as_index_tensor, check_ids_in_range, check_int, make_generator
 from negsample._random import draw_bits, resolve_generator
@@ -48,7 +49,7 @@ _TAKEN = torch.iinfo(torch.int64).max
 
 
 class HardDraws(NamedTuple):
-    """The random bits one call of :meth:`HardNegativeSampler.sample` consumes.
+    """The random bits one call of :meth:`~negsample.HardNegativeSampler.sample` consumes.
 
     Attributes:
         candidate_bits: ``(B, num_candidates)`` ints in ``[0, 2**62)``; slot ``j``
@@ -85,7 +86,7 @@ class _BaseSampler:
         self._generator_arg = make_generator("generator", generator)
         self._generators: dict[torch.device, torch.Generator] = {}
 
-    def to(self, device: torch.device | str) -> _BaseSampler:
+    def to(self, device: torch.device | str) -> Self:
         """Move the sampler's index to ``device`` (in place) and return the sampler."""
         self.index = self.index.to(device)
         return self
@@ -178,7 +179,7 @@ class HardNegativeSampler(_BaseSampler):
 
     @property
     def num_negatives(self) -> int:
-        """Negatives returned per row: ``num_hard + num_random``."""
+        """Negatives returned per row, ``num_hard + num_random``."""
         return self.num_hard + self.num_random
 
     def __repr__(self) -> str:
@@ -191,7 +192,7 @@ class HardNegativeSampler(_BaseSampler):
         """Draw the random bits for a batch, advancing the sampler's generator.
 
         :meth:`sample` calls this; it is public so that the two backends can be
-        fed identical draws (see :func:`hard_negatives`).
+        fed identical draws (see :func:`~negsample.samplers.hard_negatives`).
         """
         device = torch.device(device)
         gen = self._generator_for(device)
@@ -316,7 +317,7 @@ def hard_negatives(
 
     ``users`` must be a 1-D ``int64`` tensor of valid ids whose users all have a
     negative, on the index's device; ``draws`` must have ``B`` rows.
-    :meth:`HardNegativeSampler.sample` checks all that, then calls this. With
+    :meth:`~negsample.HardNegativeSampler.sample` checks all that, then calls this. With
     equal inputs both backends return identical tensors.
 
     Example:
