@@ -101,6 +101,64 @@ class _BaseSampler:
             self._generators[device] = gen
         return self._generators[device]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The random state of the sampler, to checkpoint with the model.
+
+        Holds the state of each generator the sampler owns or was given, so that
+        a run resumed with :meth:`load_state_dict` draws the same negatives as
+        an uninterrupted one. With ``generator=None`` the sampler draws from
+        torch's default generator, which is not part of this state: save
+        ``torch.get_rng_state()`` yourself in that case.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [1]}, num_items=50)
+            >>> sampler = UniformSampler(index, 3, generator=0)
+            >>> _ = sampler.sample(torch.tensor([0]))
+            >>> state = sampler.state_dict()
+            >>> ahead = sampler.sample(torch.tensor([0]))
+            >>> resumed = UniformSampler(index, 3, generator=0)
+            >>> resumed.load_state_dict(state)
+            >>> torch.equal(resumed.sample(torch.tensor([0])), ahead)
+            True
+        """
+        if isinstance(self._generator_arg, torch.Generator):
+            states = {str(self._generator_arg.device): self._generator_arg.get_state()}
+        else:
+            states = {str(device): gen.get_state() for device, gen in self._generators.items()}
+        return {"generator_states": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the random state saved by :meth:`state_dict`.
+
+        Raises:
+            ValueError: If the sampler draws from torch's default generator, or
+                the state is not one that :meth:`state_dict` returns.
+        """
+        states = state_dict.get("generator_states") if isinstance(state_dict, dict) else None
+        if not isinstance(states, dict):
+            raise ValueError(
+                f"state_dict must be what state_dict() returns, a dict with 'generator_states', "
+                f"got {_short(state_dict)}"
+            )
+        if self._generator_arg is None:
+            raise ValueError(
+                "this sampler draws from torch's default generator (generator=None), which it "
+                "does not own; restore it with torch.set_rng_state, or pass generator=seed"
+            )
+        for device_name, gen_state in states.items():
+            device = torch.device(device_name)
+            if isinstance(self._generator_arg, torch.Generator):
+                if device.type != self._generator_arg.device.type:
+                    raise ValueError(
+                        f"state_dict holds a generator state for {device}, but this sampler's "
+                        f"generator is on {self._generator_arg.device}"
+                    )
+                self._generator_arg.set_state(gen_state)
+            else:
+                gen = self._generator_for(device)
+                assert gen is not None
+                gen.set_state(gen_state)
+
     def _check_users(self, users: Any) -> torch.Tensor:
         users_t = as_index_tensor("users", users)
         if users_t.ndim != 1:

@@ -431,3 +431,43 @@ def test_repr() -> None:
     assert repr(UniformSampler(_index(), 3, backend="reference")) == (
         "UniformSampler(num_negatives=3, backend='reference', validate=True)"
     )
+
+
+# ---------------------------------------------------------------------- resumable sampling
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("generator", ["seed", "torch.Generator"])
+def test_a_resumed_sampler_draws_what_an_uninterrupted_one_draws(
+    backend: str, generator: str, tmp_path: Any
+) -> None:
+    index = PositiveIndex.from_pairs([0, 0, 1, 2], [3, 4, 0, 9], num_items=100)
+    users = torch.tensor([0, 1, 2, 2, 1])
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return torch.cos(u * 3.0 + i)
+
+    def make() -> HardNegativeSampler:
+        gen: Any = 5 if generator == "seed" else torch.Generator().manual_seed(5)
+        return HardNegativeSampler(index, 6, 2, 1, backend=backend, generator=gen)  # type: ignore[arg-type]
+
+    uninterrupted = make()
+    expected = [uninterrupted.sample(users, scorer) for _ in range(4)]
+
+    first = make()
+    for _ in range(2):
+        first.sample(users, scorer)
+    torch.save(first.state_dict(), tmp_path / "sampler.pt")
+    resumed = make()
+    resumed.load_state_dict(torch.load(tmp_path / "sampler.pt"))
+    for want in expected[2:]:
+        assert torch.equal(resumed.sample(users, scorer), want)
+
+
+def test_load_state_dict_rejects_what_it_cannot_restore() -> None:
+    index = PositiveIndex.from_pairs([0], [0], num_items=5)
+    state = UniformSampler(index, generator=1).state_dict()
+    with pytest.raises(ValueError, match="torch's default generator"):
+        UniformSampler(index).load_state_dict(state)
+    with pytest.raises(ValueError, match="must be what state_dict\\(\\) returns"):
+        UniformSampler(index, generator=1).load_state_dict({"weights": 1})
