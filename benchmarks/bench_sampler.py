@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}")
     print("M=10 candidates, 2 hard + 2 random, median of 5 interleaved rounds")
     print(
-        "scorers: MFModel(dim=64) with its default id checks; a plain function (F.embedding gathers, multiply, sum) on the same embeddings\n"
+        "scorers: MFModel(dim=64) with its default id checks; a plain function "
+        "(F.embedding gathers, multiply, sum) on the same embeddings\n"
     )
     print(f"{'scorer':>9} {'B':>6} {'reference neg/s':>16} {'vectorized neg/s':>17} {'ratio':>8}")
     gen = torch.Generator().manual_seed(0)
