@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,8 +112,7 @@ def table_scorer(table: torch.Tensor):  # type: ignore[no-untyped-def]
 
 @st.composite
 def tie_tables(draw: st.DrawFn, num_users: int, num_items: int) -> torch.Tensor:
-    """Integer-valued float scores from a tiny range: lots of ties."""
-    values = draw(
-        st.lists(st.integers(-2, 2), min_size=num_users * num_items, max_size=num_users * num_items)
-    )
+    """Scores from a tiny set (small integers, -0.0, +-inf): lots of ties."""
+    choices = st.sampled_from([-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, -math.inf, math.inf])
+    values = draw(st.lists(choices, min_size=num_users * num_items, max_size=num_users * num_items))
     return torch.tensor(values, dtype=torch.float32).reshape(num_users, num_items)
