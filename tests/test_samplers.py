@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
 from negsample.samplers import HardDraws, hard_negatives
-from tests.helpers import DEVICES
+from tests.helpers import CUDA, DEVICES
 from tests.strategies import Case, batches, cases, table_scorer, tie_tables
 
 BACKENDS = ["reference", "vectorized"]
@@ -471,3 +471,22 @@ def test_load_state_dict_rejects_what_it_cannot_restore() -> None:
         UniformSampler(index).load_state_dict(state)
     with pytest.raises(ValueError, match="must be what state_dict\\(\\) returns"):
         UniformSampler(index, generator=1).load_state_dict({"weights": 1})
+
+
+@CUDA
+def test_vectorized_cuda_path_never_synchronises_with_the_host() -> None:
+    index = PositiveIndex.from_pairs([0, 1, 1, 2], [0, 1, 2, 5], num_items=64).to("cuda")
+    users = torch.tensor([0, 1, 2, 2, 1, 0], device="cuda")
+    table = torch.rand(3, 64, device="cuda")
+    hard = HardNegativeSampler(index, 16, 2, 2, generator=0, validate=False)
+    uniform = UniformSampler(index, 3, generator=0, validate=False)
+    hard.sample(users, table_scorer(table))  # first call creates the generator
+    uniform.sample(users)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out_hard = hard.sample(users, table_scorer(table))
+        out_uniform = uniform.sample(users)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not bool(index.contains(users[:, None], out_hard).any())
+    assert not bool(index.contains(users[:, None], out_uniform).any())
