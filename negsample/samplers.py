@@ -200,6 +200,10 @@ class HardNegativeSampler(_BaseSampler):
             negative, scores free of NaN. These read values back to the host (a
             GPU synchronisation); pass ``False`` in a hot loop once the data is
             known good. Shape, dtype and device checks always run.
+        max_scores_per_call: The vectorized backend calls the scorer on whole
+            rows of candidates, at most this many candidates per call (at least
+            one row), so the scorer's own temporaries stay bounded however large
+            the batch. The default, ``2**20``, is 1M candidates per call.
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [0, 1], 1: [2]}, num_items=6)
@@ -223,8 +227,10 @@ class HardNegativeSampler(_BaseSampler):
         backend: Backend = "vectorized",
         generator: torch.Generator | int | None = None,
         validate: bool = True,
+        max_scores_per_call: int = 2**20,
     ) -> None:
         super().__init__(index, backend=backend, generator=generator, validate=validate)
+        self.max_scores_per_call = check_int("max_scores_per_call", max_scores_per_call, minimum=1)
         self.num_candidates = check_int("num_candidates", num_candidates, minimum=1)
         self.num_hard = check_int("num_hard", num_hard, minimum=0)
         self.num_random = check_int("num_random", num_random, minimum=0)
@@ -293,6 +299,7 @@ class HardNegativeSampler(_BaseSampler):
             num_random=self.num_random,
             backend=self.backend,
             validate=self.validate,
+            max_scores_per_call=self.max_scores_per_call,
         )
 
 
@@ -370,6 +377,7 @@ def hard_negatives(
     num_random: int,
     backend: Backend = "vectorized",
     validate: bool = True,
+    max_scores_per_call: int = 2**20,
 ) -> torch.Tensor:
     """Apply the hard-negative contract to given random draws (no randomness of its own).
 
@@ -388,8 +396,11 @@ def hard_negatives(
     """
     if users.numel() == 0:
         return torch.empty((0, num_hard + num_random), dtype=torch.int64, device=users.device)
-    impl = _hard_reference if backend == "reference" else _hard_vectorized
-    return impl(index, users, scorer, draws, num_hard, num_random, validate)
+    if backend == "reference":
+        return _hard_reference(index, users, scorer, draws, num_hard, num_random, validate)
+    return _hard_vectorized(
+        index, users, scorer, draws, num_hard, num_random, validate, max_scores_per_call
+    )
 
 
 def _score(
@@ -462,13 +473,26 @@ def _hard_vectorized(
     num_hard: int,
     num_random: int,
     validate: bool,
+    max_scores_per_call: int = 2**20,
 ) -> torch.Tensor:
     """The whole batch at once; no loop over rows, no host synchronisation."""
     batch, num_candidates = draws.candidate_bits.shape
     users_bm = users[:, None].expand(batch, num_candidates)
     sizes = index.num_items - (index.indptr[users + 1] - index.indptr[users]).long()
     candidates = index._complement_items(users_bm, draws.candidate_bits % sizes[:, None])
-    scores = _score(scorer, users_bm, candidates, validate)
+    rows = max(1, max_scores_per_call // num_candidates)
+    if batch <= rows:
+        scores = _score(scorer, users_bm, candidates, validate)
+    else:
+        # Chunk sizes come from shapes only, so chunking needs no synchronisation.
+        scores = torch.cat(
+            [
+                _score(scorer, u, c, validate)
+                for u, c in zip(
+                    torch.split(users_bm, rows), torch.split(candidates, rows), strict=True
+                )
+            ]
+        )
     # A stable descending sort keeps tied candidates in slot order.
     hard = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :num_hard]
     if num_random:

@@ -490,3 +490,23 @@ def test_vectorized_cuda_path_never_synchronises_with_the_host() -> None:
         torch.cuda.set_sync_debug_mode("default")
     assert not bool(index.contains(users[:, None], out_hard).any())
     assert not bool(index.contains(users[:, None], out_uniform).any())
+
+
+def test_large_batches_are_scored_in_bounded_chunks_with_the_same_result() -> None:
+    index = PositiveIndex.from_pairs([0, 1, 2], [3, 4, 5], num_items=40)
+    users = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    seen: list[int] = []
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        seen.append(i.numel())
+        return torch.sin(u * 5.0 + i)
+
+    chunked = HardNegativeSampler(index, 4, 2, 1, generator=3, max_scores_per_call=10)
+    whole = HardNegativeSampler(index, 4, 2, 1, generator=3)
+    out = chunked.sample(users, scorer)
+    assert seen == [8, 8, 8, 4]  # two rows of 4 candidates per call, then the rest
+    seen.clear()
+    assert torch.equal(out, whole.sample(users, scorer))
+    assert seen == [28]
+    with pytest.raises(ValueError, match="max_scores_per_call must be >= 1, got 0"):
+        HardNegativeSampler(index, 4, 2, 1, max_scores_per_call=0)
