@@ -12,21 +12,9 @@ import numpy as np
 import torch
 
 from negsample import PositiveIndex
+from negsample.data import load_lightgcn
 
 GOWALLA_SHAPE = (29_858, 40_981, 810_128)
-
-
-def read_lightgcn(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs from a LightGCN-format file: one line per user, ``user item item ...``."""
-    users: list[np.ndarray] = []
-    items: list[np.ndarray] = []
-    with path.open() as handle:
-        for line in handle:
-            ids = np.array(line.split(), dtype=np.int64)
-            if ids.size > 1:
-                users.append(np.full(ids.size - 1, ids[0]))
-                items.append(ids[1:])
-    return np.concatenate(users), np.concatenate(items)
 
 
 def synthetic_like_gowalla(seed: int = 0) -> PositiveIndex:
@@ -44,8 +32,8 @@ def synthetic_like_gowalla(seed: int = 0) -> PositiveIndex:
 def load_index(data: str | None) -> tuple[PositiveIndex, str]:
     """Gowalla's train split from ``data`` if given, else a generated index of its shape."""
     if data:
-        users, items = read_lightgcn(Path(data) / "train.txt")
-        return PositiveIndex.from_pairs(users, items), f"Gowalla train split ({data})"
+        train = load_lightgcn(Path(data) / "train.txt")
+        return train.to_index(), f"Gowalla train split ({data})"
     return (
         synthetic_like_gowalla(),
         "generated index of Gowalla's shape (pass --data for the real one)",

@@ -9,6 +9,20 @@ import torch
 from negsample.index import PositiveIndex
 
 
+def check_no_nan(scores: torch.Tensor, users: torch.Tensor, what: str) -> None:
+    """Raise ``ValueError`` naming a user and item if ``(B, num_items)`` scores hold NaN.
+
+    Reads values back to the host.
+    """
+    nan = torch.isnan(scores)
+    if bool(nan.any()):
+        row, item = nan.nonzero()[0].tolist()
+        raise ValueError(
+            f"{what} NaN (e.g. for user {int(users[row])}, item {item}); "
+            f"{int(nan.sum())} NaN scores in this batch"
+        )
+
+
 def top_k_items(
     scores: torch.Tensor,
     k: int,

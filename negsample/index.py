@@ -477,7 +477,7 @@ class PositiveIndex:
             raise ValueError(f"ranks are on {ranks_t.device} but the index is on {self.device}")
         users_t, ranks_t = torch.broadcast_tensors(users_t, ranks_t)  # type: ignore[no-untyped-call]
         if validate and ranks_t.numel():
-            sizes = self._num_items - (self._indptr[users_t + 1] - self._indptr[users_t]).long()
+            sizes = self._complement_sizes(users_t)
             bad = (ranks_t < 0) | (ranks_t >= sizes)
             if bool(bad.any()):
                 where = bad.nonzero()[0].tolist()
@@ -487,6 +487,18 @@ class PositiveIndex:
                     f"whose complement has {sizes[tuple(where)].item()} items"
                 )
         return self._complement_items(users_t, ranks_t)
+
+    def _complement_sizes(self, users: torch.Tensor) -> torch.Tensor:
+        """Unchecked :meth:`complement_size` for an ``int64`` tensor of valid ids."""
+        return self._num_items - (self._indptr[users + 1] - self._indptr[users]).long()
+
+    def _draw_complement(self, users: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        """The ``bits % n_u``-th non-positive of each row's user, for ``(B, k)`` random bits.
+
+        ``users`` is a 1-D ``int64`` tensor of valid ids of samplable users.
+        """
+        ranks = bits % self._complement_sizes(users)[:, None]
+        return self._complement_items(users[:, None].expand_as(bits), ranks)
 
     def _complement_items(self, users: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
         """Unchecked :meth:`complement_items` on int64 tensors of equal shape."""
@@ -509,7 +521,7 @@ class PositiveIndex:
             negsample.errors.EmptyComplementError: user 0 has every one of the 2 items as a positive, ...
         """
         users_t = users.long()
-        full = (self._indptr[users_t + 1] - self._indptr[users_t]) >= self._num_items
+        full = self._complement_sizes(users_t) <= 0
         if users_t.numel() and bool(full.any()):
             bad = torch.unique(users_t[full])
             raise EmptyComplementError(bad.tolist(), self._num_items)
@@ -554,8 +566,7 @@ class PositiveIndex:
             self.check_samplable(users_t)
         gen = resolve_generator(make_generator("generator", generator), users_t.device)
         bits = draw_bits(gen, (users_t.numel(), num_samples), users_t.device)
-        sizes = self._num_items - (self._indptr[users_t + 1] - self._indptr[users_t]).long()
-        return self._complement_items(users_t[:, None].expand_as(bits), bits % sizes[:, None])
+        return self._draw_complement(users_t, bits)
 
 
 def _resolve_size(name: str, given: int | None, ids: np.ndarray, what: str) -> int:

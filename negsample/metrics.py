@@ -41,7 +41,7 @@ from negsample._checks import (
     check_int,
     is_integer_dtype,
 )
-from negsample._ranking import top_k_items
+from negsample._ranking import check_no_nan, top_k_items
 from negsample.index import PositiveIndex
 
 __all__ = ["evaluate", "map_at_k", "ndcg_at_k", "precision_at_k", "recall_at_k"]
@@ -547,13 +547,7 @@ def _rank(
         return ranked.long()
     scores: torch.Tensor = model.score_all(batch)
     _check_output("score_all", scores, (batch.numel(), train.num_items), device, floating=True)
-    nan = torch.isnan(scores)
-    if bool(nan.any()):
-        row, item = nan.nonzero()[0].tolist()
-        raise ValueError(
-            f"model.score_all scores NaN (e.g. for user {int(batch[row])}, item {item}); "
-            f"{int(nan.sum())} NaN scores in this batch"
-        )
+    check_no_nan(scores, batch, "model.score_all scores")
     return top_k_items(scores, k, exclude=train, users=batch)
 
 

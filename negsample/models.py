@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from negsample._checks import _short, check_ids_in_range, check_int, is_integer_dtype
-from negsample._ranking import top_k_items
+from negsample._ranking import check_no_nan, top_k_items
 from negsample.index import PositiveIndex
 
 __all__ = ["MFModel"]
@@ -347,13 +347,8 @@ class MFModel(nn.Module):
     ) -> torch.Tensor:
         """:meth:`recommend` for valid ``int64`` users, all scored at once."""
         scores = self.score_all(users)
-        nan = torch.isnan(scores)
-        if self.validate and bool(nan.any()):
-            row, item = nan.nonzero()[0].tolist()
-            raise ValueError(
-                f"the model scores NaN (e.g. for user {int(users[row])}, item {item}); "
-                f"{int(nan.sum())} NaN scores in total"
-            )
+        if self.validate:
+            check_no_nan(scores, users, "the model scores")
         return top_k_items(scores, k, exclude=exclude, users=users)
 
     # ------------------------------------------------------------------ regularisation

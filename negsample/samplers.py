@@ -478,8 +478,7 @@ def _hard_vectorized(
     """The whole batch at once; no loop over rows, no host synchronisation."""
     batch, num_candidates = draws.candidate_bits.shape
     users_bm = users[:, None].expand(batch, num_candidates)
-    sizes = index.num_items - (index.indptr[users + 1] - index.indptr[users]).long()
-    candidates = index._complement_items(users_bm, draws.candidate_bits % sizes[:, None])
+    candidates = index._draw_complement(users, draws.candidate_bits)
     rows = max(1, max_scores_per_call // num_candidates)
     if batch <= rows:
         scores = _score(scorer, users_bm, candidates, validate)
@@ -521,5 +520,4 @@ def _uniform_vectorized(
     index: PositiveIndex, users: torch.Tensor, bits: torch.Tensor
 ) -> torch.Tensor:
     """The whole batch with one ``searchsorted``."""
-    sizes = index.num_items - (index.indptr[users + 1] - index.indptr[users]).long()
-    return index._complement_items(users[:, None].expand_as(bits), bits % sizes[:, None])
+    return index._draw_complement(users, bits)
