@@ -39,12 +39,20 @@ def _smallest_signed_dtype(max_value: int) -> torch.dtype:
 
 
 def _lower_bound(
-    sorted_flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, value: torch.Tensor, steps: int
+    sorted_flat: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    value: torch.Tensor,
+    steps: int,
+    *,
+    right: bool = False,
 ) -> torch.Tensor:
-    """First position in ``[lo, hi)`` whose value is ``>= value``, elementwise.
+    """First position in ``[lo, hi)`` whose value is ``>= value`` (``> value`` if ``right``).
 
-    A branch-free binary search run for a fixed number of ``steps`` (enough for
-    the longest row), so it needs no host synchronisation.
+    Elementwise over ``lo``, ``hi`` and ``value`` (``hi`` when there is none). A
+    branch-free binary search run for a fixed number of ``steps`` (enough for the
+    longest row: ``steps >= (hi - lo).bit_length()``), so it needs no host
+    synchronisation.
     """
     last = sorted_flat.numel() - 1
     lo = lo.clone()
@@ -52,7 +60,9 @@ def _lower_bound(
     for _ in range(steps):
         active = lo < hi
         mid = (lo + hi) // 2
-        go_right = active & (sorted_flat[mid.clamp(max=last)] < value)
+        probe = sorted_flat[mid.clamp(min=0, max=last)]
+        below = probe <= value if right else probe < value
+        go_right = active & below
         lo = torch.where(go_right, mid + 1, lo)
         hi = torch.where(active & ~go_right, mid, hi)
     return lo
