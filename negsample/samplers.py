@@ -16,10 +16,15 @@ negatives whichever ``backend`` it uses.
 The contract, for a row with user ``u`` and complement ``C_u`` (items that are
 not known positives of ``u``):
 
-1. draw ``num_candidates`` candidates uniformly from ``C_u``, with replacement;
+1. draw ``num_candidates`` candidates from ``C_u``, with replacement, from the
+   candidate distribution ``q_u`` (uniform, or by popularity: see
+   :mod:`negsample.candidates`);
 2. score them with ``scorer(users, items)`` under ``torch.no_grad()``;
-3. the hard part: the ``num_hard`` highest-scoring candidates, highest first,
-   ties to the lower candidate slot;
+3. the hard part: ``num_hard`` candidate slots, best first, ties to the lower
+   slot. ``selection="topk"``: the highest scores. ``selection="softmax"``: the
+   highest ``score / temperature + g`` for independent standard Gumbel noise
+   ``g`` per slot, which draws ``num_hard`` slots without replacement with
+   probability proportional to ``exp(score / temperature)`` (Gumbel-top-k);
 4. the random part: ``num_random`` slots drawn uniformly without replacement
    from the slots the hard part did not take;
 5. output the hard items, then the random items.
@@ -27,24 +32,35 @@ not known positives of ``u``):
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import math
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, overload
 
 import torch
 from typing_extensions import Self
 
 from negsample._checks import _short, as_index_tensor, check_ids_in_range, check_int, make_generator
 from negsample._random import draw_bits, resolve_generator
+from negsample.candidates import CandidateSource, UniformCandidates, make_candidates
 from negsample.index import PositiveIndex
 
-__all__ = ["HardDraws", "HardNegativeSampler", "Scorer", "UniformSampler", "hard_negatives"]
+__all__ = [
+    "HardDraws",
+    "HardNegativeSampler",
+    "NegativeSample",
+    "Scorer",
+    "UniformSampler",
+    "hard_negatives",
+]
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``scorer(users, items) -> scores``, elementwise over same-shape integer tensors."""
 
 Backend = Literal["reference", "vectorized"]
 _BACKENDS = ("reference", "vectorized")
+Selection = Literal["topk", "softmax"]
+_SELECTIONS = ("topk", "softmax")
 _TAKEN = torch.iinfo(torch.int64).max
 
 
@@ -57,10 +73,68 @@ class HardDraws(NamedTuple):
         slot_keys: ``(B, num_candidates)`` ints in ``[0, 2**62)``; the random part
             takes the non-hard slots with the smallest keys (ties to the lower slot),
             a uniformly random ordered subset.
+        selection_bits: ``(B, num_candidates)`` ints in ``[0, 2**62)`` for
+            ``selection="softmax"`` (``None`` for top-k): slot ``j``'s Gumbel noise
+            is ``-log(-log(u))`` with ``u = ((bits >> 10) + 0.5) / 2**52``.
     """
 
     candidate_bits: torch.Tensor
     slot_keys: torch.Tensor
+    selection_bits: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class NegativeSample:
+    """Negatives with what a loss correction or a log needs to know about them.
+
+    What ``sample(..., return_info=True)`` returns. All tensors stay on the
+    users' device; nothing here synchronises with the host until you read a
+    value (``float(info.duplicate_fraction)``).
+
+    Attributes:
+        items: ``(B, K)`` ``int64`` negatives, exactly what ``sample`` returns.
+        log_prob: ``(B, K)`` log-probability that one draw from the candidate
+            distribution gives this item, ``log q_u(item)`` (``-log |C_u|`` for
+            uniform candidates): the ``log Q`` of a sampled-softmax / logQ
+            correction. In torch's default float dtype.
+        is_hard: ``(B, K)`` bool, ``True`` where the negative came from the hard
+            part, ``False`` for the random part.
+        scores: ``(B, K)`` the scorer's scores of the negatives (computed under
+            ``no_grad`` during sampling), or ``None`` for a sampler that does not score.
+        duplicate_fraction: 0-dim float tensor, the fraction of this call's
+            candidates that repeat an earlier candidate of the same row.
+
+    Example:
+        >>> index = PositiveIndex.from_dict({0: [0]}, num_items=4)
+        >>> sampler = HardNegativeSampler(index, 3, num_hard=1, num_random=1, generator=0)
+        >>> info = sampler.sample(torch.tensor([0, 0]), lambda u, i: i.float(), return_info=True)
+        >>> info.items.shape, info.is_hard[0].tolist()
+        (torch.Size([2, 2]), [True, False])
+        >>> torch.allclose(info.log_prob, -torch.log(torch.tensor(3.0)))  # three non-positives
+        True
+    """
+
+    items: torch.Tensor
+    log_prob: torch.Tensor
+    is_hard: torch.Tensor
+    scores: torch.Tensor | None
+    duplicate_fraction: torch.Tensor
+
+    @property
+    def hard_score_mean(self) -> torch.Tensor:
+        """Mean score of the hard negatives (0-dim; NaN without scores or hard part)."""
+        return self._mean_score(self.is_hard)
+
+    @property
+    def random_score_mean(self) -> torch.Tensor:
+        """Mean score of the random negatives (0-dim; NaN without scores or random part)."""
+        return self._mean_score(~self.is_hard)
+
+    def _mean_score(self, mask: torch.Tensor) -> torch.Tensor:
+        if self.scores is None:
+            return torch.tensor(math.nan, device=self.items.device)
+        total = torch.where(mask, self.scores.to(torch.float64), 0.0).sum()
+        return (total / mask.sum()).to(self.scores.dtype)
 
 
 class _BaseSampler:
@@ -70,6 +144,8 @@ class _BaseSampler:
         self,
         index: PositiveIndex,
         *,
+        candidates: str,
+        alpha: float | None,
         backend: Backend,
         generator: torch.Generator | int | None,
         validate: bool,
@@ -81,6 +157,7 @@ class _BaseSampler:
         if not isinstance(validate, bool):
             raise TypeError(f"validate must be a bool, got {_short(validate)}")
         self.index = index
+        self.candidates: CandidateSource = make_candidates(index, candidates, alpha)
         self.backend: Backend = backend
         self.validate = validate
         self._generator_arg = make_generator("generator", generator)
@@ -89,7 +166,13 @@ class _BaseSampler:
     def to(self, device: torch.device | str) -> Self:
         """Move the sampler's index to ``device`` (in place) and return the sampler."""
         self.index = self.index.to(device)
+        self.candidates = self.candidates.to(device)
         return self
+
+    def _candidates_repr(self) -> str:
+        if isinstance(self.candidates, UniformCandidates):
+            return ""
+        return f"candidates='popularity', alpha={self.candidates.alpha}, "
 
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
         """The generator for ``device``: one stream per device for an int seed."""
@@ -173,23 +256,37 @@ class _BaseSampler:
         users_t = users_t.long()
         if self.validate:
             check_ids_in_range("users", users_t, self.index.num_users, "user")
-            self.index.check_samplable(users_t)
+            self.candidates.check(users_t)
         return users_t
 
 
 class HardNegativeSampler(_BaseSampler):
-    """Hard negatives: the top-scored of uniform candidates, plus random ones.
+    """Hard negatives: the top-scored of ``num_candidates`` candidates, plus random ones.
 
-    Each call draws ``num_candidates`` items uniformly (with replacement) from
-    every user's non-positives, scores them with the caller's model, and returns
-    the ``num_hard`` best-scored followed by ``num_random`` others drawn without
+    Each call draws ``num_candidates`` items (with replacement) from every
+    user's non-positives, scores them with the caller's model, and returns
+    ``num_hard`` hard ones followed by ``num_random`` others drawn without
     replacement from the remaining candidates. A known positive is never returned.
 
     Args:
         index: The users' known positives.
         num_candidates: Candidates drawn per row (``M``).
-        num_hard: Highest-scored candidates kept per row.
+        num_hard: Hard candidates kept per row.
         num_random: Further candidates kept at random per row.
+        candidates: Where candidates come from. ``"uniform"``: uniformly over
+            the user's non-positives. ``"popularity"``: proportionally to
+            ``popularity ** alpha`` over them (see
+            :class:`~negsample.candidates.PopularityCandidates`).
+        alpha: The popularity exponent in ``[0, 1]`` for
+            ``candidates="popularity"`` (default 0.75); not allowed with uniform
+            candidates.
+        selection: How the hard part is chosen. ``"topk"``: the ``num_hard``
+            highest scores, highest first. ``"softmax"``: ``num_hard`` candidates
+            drawn without replacement with probability proportional to
+            ``exp(score / temperature)`` (Gumbel-top-k); it tends to the top-k as
+            the temperature goes to 0.
+        temperature: For ``selection="softmax"``, a finite number ``> 0``
+            (default 1.0); not allowed with top-k.
         backend: ``"vectorized"`` (batched, any device, no host synchronisation
             when ``validate=False``) or ``"reference"`` (a per-row Python loop that
             reads like the contract; slow, for checking).
@@ -215,6 +312,11 @@ class HardNegativeSampler(_BaseSampler):
         (torch.Size([3, 2]), torch.int64)
         >>> bool(index.contains(torch.tensor([[0], [1], [1]]), negatives).any())
         False
+        >>> softer = HardNegativeSampler(
+        ...     index, 4, 1, 1, candidates="popularity", selection="softmax", temperature=0.5
+        ... )
+        >>> softer.candidates, softer.selection, softer.temperature
+        (PopularityCandidates(alpha=0.75), 'softmax', 0.5)
     """
 
     def __init__(
@@ -224,12 +326,23 @@ class HardNegativeSampler(_BaseSampler):
         num_hard: int = 2,
         num_random: int = 2,
         *,
+        candidates: Literal["uniform", "popularity"] = "uniform",
+        alpha: float | None = None,
+        selection: Selection = "topk",
+        temperature: float | None = None,
         backend: Backend = "vectorized",
         generator: torch.Generator | int | None = None,
         validate: bool = True,
         max_scores_per_call: int = 2**20,
     ) -> None:
-        super().__init__(index, backend=backend, generator=generator, validate=validate)
+        super().__init__(
+            index,
+            candidates=candidates,
+            alpha=alpha,
+            backend=backend,
+            generator=generator,
+            validate=validate,
+        )
         self.max_scores_per_call = check_int("max_scores_per_call", max_scores_per_call, minimum=1)
         self.num_candidates = check_int("num_candidates", num_candidates, minimum=1)
         self.num_hard = check_int("num_hard", num_hard, minimum=0)
@@ -240,6 +353,17 @@ class HardNegativeSampler(_BaseSampler):
                 f"num_hard + num_random must be between 1 and num_candidates={self.num_candidates}, "
                 f"got {self.num_hard} + {self.num_random} = {total}"
             )
+        if selection not in _SELECTIONS:
+            raise ValueError(f"selection must be one of {_SELECTIONS}, got {_short(selection)}")
+        self.selection: Selection = selection
+        if selection == "topk":
+            if temperature is not None:
+                raise ValueError(
+                    f"temperature={_short(temperature)} only applies to selection='softmax'"
+                )
+            self.temperature: float | None = None
+        else:
+            self.temperature = _check_temperature(1.0 if temperature is None else temperature)
 
     @property
     def num_negatives(self) -> int:
@@ -247,9 +371,15 @@ class HardNegativeSampler(_BaseSampler):
         return self.num_hard + self.num_random
 
     def __repr__(self) -> str:
+        selection = (
+            f"selection='softmax', temperature={self.temperature}, "
+            if self.selection == "softmax"
+            else ""
+        )
         return (
             f"HardNegativeSampler(num_candidates={self.num_candidates}, num_hard={self.num_hard}, "
-            f"num_random={self.num_random}, backend={self.backend!r}, validate={self.validate})"
+            f"num_random={self.num_random}, {self._candidates_repr()}{selection}"
+            f"backend={self.backend!r}, validate={self.validate})"
         )
 
     def draw(self, batch_size: int, device: torch.device | str = "cpu") -> HardDraws:
@@ -263,9 +393,23 @@ class HardNegativeSampler(_BaseSampler):
         shape = (check_int("batch_size", batch_size, minimum=0), self.num_candidates)
         candidate_bits = draw_bits(gen, shape, device)
         slot_keys = draw_bits(gen, shape, device)
-        return HardDraws(candidate_bits, slot_keys)
+        if self.selection == "topk":
+            return HardDraws(candidate_bits, slot_keys)
+        return HardDraws(candidate_bits, slot_keys, draw_bits(gen, shape, device))
 
-    def sample(self, users: Any, scorer: Scorer) -> torch.Tensor:
+    @overload
+    def sample(
+        self, users: Any, scorer: Scorer, *, return_info: Literal[False] = ...
+    ) -> torch.Tensor: ...
+
+    @overload
+    def sample(
+        self, users: Any, scorer: Scorer, *, return_info: Literal[True]
+    ) -> NegativeSample: ...
+
+    def sample(
+        self, users: Any, scorer: Scorer, *, return_info: bool = False
+    ) -> torch.Tensor | NegativeSample:
         """Hard negatives for each user in the batch.
 
         Args:
@@ -273,13 +417,17 @@ class HardNegativeSampler(_BaseSampler):
             scorer: ``scorer(users, items) -> scores`` over same-shape integer
                 tensors; called under ``torch.no_grad()`` on ``(B, num_candidates)``
                 tensors (``reference``: on ``(num_candidates,)`` per row).
+            return_info: Return a :class:`~negsample.samplers.NegativeSample`
+                (negatives with their log-probabilities, hard/random flags,
+                scores and diagnostics) instead of the bare tensor.
 
         Returns:
             ``int64`` tensor of shape ``(B, num_hard + num_random)`` on the users'
-            device: the hard items (highest score first), then the random ones.
+            device: the hard items (best first), then the random ones; or a
+            :class:`~negsample.samplers.NegativeSample` holding it.
 
         Raises:
-            EmptyComplementError: If a user has every item as a positive.
+            EmptyComplementError: If a user has no negative to draw.
             ValueError: For out-of-range ids, or scores of the wrong shape, dtype
                 or device, or containing NaN.
             TypeError: For non-integer users or a scorer that is not callable.
@@ -290,28 +438,35 @@ class HardNegativeSampler(_BaseSampler):
             )
         users_t = self._check_users(users)
         draws = self.draw(users_t.numel(), users_t.device)
-        return hard_negatives(
+        return hard_negatives(  # type: ignore[call-overload, no-any-return]
             self.index,
             users_t,
             scorer,
             draws,
             num_hard=self.num_hard,
             num_random=self.num_random,
+            candidates=self.candidates,
+            temperature=self.temperature,
             backend=self.backend,
             validate=self.validate,
             max_scores_per_call=self.max_scores_per_call,
+            return_info=return_info,
         )
 
 
 class UniformSampler(_BaseSampler):
-    """Exact uniform negatives: each draw uniform over the user's non-positives.
+    """Negatives drawn independently from each user's non-positives, no scoring.
 
     The baseline to compare hard negatives against. Draws are with replacement
-    and independent; a known positive is never returned.
+    and independent, uniform (``candidates="uniform"``) or proportional to
+    ``popularity ** alpha`` (``candidates="popularity"``); a known positive is
+    never returned.
 
     Args:
         index: The users' known positives.
         num_negatives: Negatives per row.
+        candidates: ``"uniform"`` or ``"popularity"``, as in :class:`HardNegativeSampler`.
+        alpha: The popularity exponent in ``[0, 1]`` (default 0.75), popularity only.
         backend: ``"vectorized"`` or ``"reference"``, as in :class:`HardNegativeSampler`.
         generator: ``None``, an int seed or a ``torch.Generator``.
         validate: Check ids and that each user has a negative (synchronises).
@@ -328,17 +483,26 @@ class UniformSampler(_BaseSampler):
         index: PositiveIndex,
         num_negatives: int = 1,
         *,
+        candidates: Literal["uniform", "popularity"] = "uniform",
+        alpha: float | None = None,
         backend: Backend = "vectorized",
         generator: torch.Generator | int | None = None,
         validate: bool = True,
     ) -> None:
-        super().__init__(index, backend=backend, generator=generator, validate=validate)
+        super().__init__(
+            index,
+            candidates=candidates,
+            alpha=alpha,
+            backend=backend,
+            generator=generator,
+            validate=validate,
+        )
         self.num_negatives = check_int("num_negatives", num_negatives, minimum=1)
 
     def __repr__(self) -> str:
         return (
-            f"UniformSampler(num_negatives={self.num_negatives}, backend={self.backend!r}, "
-            f"validate={self.validate})"
+            f"UniformSampler(num_negatives={self.num_negatives}, {self._candidates_repr()}"
+            f"backend={self.backend!r}, validate={self.validate})"
         )
 
     def draw(self, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -347,24 +511,105 @@ class UniformSampler(_BaseSampler):
         shape = (check_int("batch_size", batch_size, minimum=0), self.num_negatives)
         return draw_bits(self._generator_for(device), shape, device)
 
-    def sample(self, users: Any, scorer: Scorer | None = None) -> torch.Tensor:
-        """Uniform negatives for each user in the batch.
+    @overload
+    def sample(
+        self, users: Any, scorer: Scorer | None = ..., *, return_info: Literal[False] = ...
+    ) -> torch.Tensor: ...
+
+    @overload
+    def sample(
+        self, users: Any, scorer: Scorer | None = ..., *, return_info: Literal[True]
+    ) -> NegativeSample: ...
+
+    def sample(
+        self, users: Any, scorer: Scorer | None = None, *, return_info: bool = False
+    ) -> torch.Tensor | NegativeSample:
+        """Negatives for each user in the batch.
 
         Args:
             users: 1-D integer tensor of user ids (on the index's device).
             scorer: Ignored; accepted so the samplers are interchangeable in a loop.
+            return_info: Return a :class:`~negsample.samplers.NegativeSample`
+                (with ``log_prob``; ``scores`` is ``None``) instead of the tensor.
 
         Returns:
-            ``int64`` tensor of shape ``(B, num_negatives)`` on the users' device.
+            ``int64`` tensor of shape ``(B, num_negatives)`` on the users' device,
+            or a :class:`~negsample.samplers.NegativeSample` holding it.
         """
         users_t = self._check_users(users)
         bits = self.draw(users_t.numel(), users_t.device)
         if self.backend == "reference":
-            return _uniform_reference(self.index, users_t, bits)
-        return _uniform_vectorized(self.index, users_t, bits)
+            items, log_prob = _uniform_reference(self.candidates, users_t, bits)
+        else:
+            items = self.candidates.draw(users_t, bits)
+            if not return_info:
+                return items
+            log_prob = self.candidates.log_prob(users_t, items)
+        if not return_info:
+            return items
+        return NegativeSample(
+            items=items,
+            log_prob=log_prob.to(torch.get_default_dtype()),
+            is_hard=torch.zeros_like(items, dtype=torch.bool),
+            scores=None,
+            duplicate_fraction=_duplicate_fraction(items),
+        )
+
+
+def _check_temperature(temperature: Any) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a float > 0, got {_short(temperature)}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite float > 0, got {temperature}")
+    return float(temperature)
+
+
+def _duplicate_fraction(items: torch.Tensor) -> torch.Tensor:
+    """Fraction of entries equal to an earlier entry of their row (0-dim ``float32``)."""
+    if items.numel() == 0:
+        return torch.zeros((), device=items.device)
+    ordered = items.sort(dim=1).values
+    repeats = (ordered[:, 1:] == ordered[:, :-1]).sum()
+    return repeats.to(torch.get_default_dtype()) / items.numel()
 
 
 # ---------------------------------------------------------------------- the two implementations
+
+
+@overload
+def hard_negatives(
+    index: PositiveIndex,
+    users: torch.Tensor,
+    scorer: Scorer,
+    draws: HardDraws,
+    *,
+    num_hard: int,
+    num_random: int,
+    candidates: CandidateSource | None = ...,
+    temperature: float | None = ...,
+    backend: Backend = ...,
+    validate: bool = ...,
+    max_scores_per_call: int = ...,
+    return_info: Literal[False] = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def hard_negatives(
+    index: PositiveIndex,
+    users: torch.Tensor,
+    scorer: Scorer,
+    draws: HardDraws,
+    *,
+    num_hard: int,
+    num_random: int,
+    candidates: CandidateSource | None = ...,
+    temperature: float | None = ...,
+    backend: Backend = ...,
+    validate: bool = ...,
+    max_scores_per_call: int = ...,
+    return_info: Literal[True],
+) -> NegativeSample: ...
 
 
 def hard_negatives(
@@ -375,16 +620,37 @@ def hard_negatives(
     *,
     num_hard: int,
     num_random: int,
+    candidates: CandidateSource | None = None,
+    temperature: float | None = None,
     backend: Backend = "vectorized",
     validate: bool = True,
     max_scores_per_call: int = 2**20,
-) -> torch.Tensor:
+    return_info: bool = False,
+) -> torch.Tensor | NegativeSample:
     """Apply the hard-negative contract to given random draws (no randomness of its own).
 
     ``users`` must be a 1-D ``int64`` tensor of valid ids whose users all have a
     negative, on the index's device; ``draws`` must have ``B`` rows.
     :meth:`~negsample.HardNegativeSampler.sample` checks all that, then calls this. With
-    equal inputs both backends return identical tensors.
+    equal inputs both backends return identical negatives.
+
+    Args:
+        index: The users' known positives.
+        users: 1-D ``int64`` user ids, one per row.
+        scorer: ``scorer(users, items) -> scores``, as for the sampler.
+        draws: The random bits of the call, ``B`` rows.
+        num_hard: Hard candidates kept per row.
+        num_random: Random candidates kept per row.
+        candidates: The candidate distribution over ``index`` (default uniform).
+        temperature: ``None`` for the top-k hard part; a float ``> 0`` for the
+            softmax (Gumbel-top-k) one, which needs ``draws.selection_bits``.
+        backend: ``"vectorized"`` or ``"reference"``.
+        validate: Check the scores for NaN (synchronises).
+        max_scores_per_call: Largest number of candidates per scorer call.
+        return_info: Return a :class:`NegativeSample` instead of the items.
+
+    Returns:
+        ``(B, num_hard + num_random)`` ``int64`` items, or a :class:`NegativeSample`.
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [1]}, num_items=4)
@@ -394,13 +660,43 @@ def hard_negatives(
         >>> hard_negatives(index, torch.tensor([0]), scorer, draws, num_hard=1, num_random=1).tolist()
         [[0, 2]]
     """
+    source = UniformCandidates(index) if candidates is None else candidates
+    if source.index is not index:
+        raise ValueError("candidates must be built on the same index that is passed")
+    if temperature is not None:
+        temperature = _check_temperature(temperature)
+        if draws.selection_bits is None:
+            raise ValueError("softmax selection (temperature set) needs draws.selection_bits")
+    width = num_hard + num_random
     if users.numel() == 0:
-        return torch.empty((0, num_hard + num_random), dtype=torch.int64, device=users.device)
+        empty = torch.empty((0, width), dtype=torch.int64, device=users.device)
+        if not return_info:
+            return empty
+        return NegativeSample(
+            items=empty,
+            log_prob=torch.empty((0, width), device=users.device),
+            is_hard=torch.empty((0, width), dtype=torch.bool, device=users.device),
+            scores=torch.empty((0, width), device=users.device),
+            duplicate_fraction=torch.zeros((), device=users.device),
+        )
     if backend == "reference":
-        return _hard_reference(index, users, scorer, draws, num_hard, num_random, validate)
-    return _hard_vectorized(
-        index, users, scorer, draws, num_hard, num_random, validate, max_scores_per_call
-    )
+        result = _hard_reference(
+            source, users, scorer, draws, num_hard, num_random, temperature, validate
+        )
+    else:
+        result = _hard_vectorized(
+            source,
+            users,
+            scorer,
+            draws,
+            num_hard,
+            num_random,
+            temperature,
+            validate,
+            max_scores_per_call,
+            return_info,
+        )
+    return result if return_info else result.items
 
 
 def _score(
@@ -431,54 +727,87 @@ def _score(
     return scores
 
 
+def _gumbel(bits: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise (``float64``) from draws in ``[0, 2**62)``: ``-log(-log(u))``."""
+    unit = ((bits >> 10).to(torch.float64) + 0.5) * 2.0**-52  # in (0, 1), never 0 or 1
+    return -torch.log(-torch.log(unit))
+
+
 def _hard_reference(
-    index: PositiveIndex,
+    source: CandidateSource,
     users: torch.Tensor,
     scorer: Scorer,
     draws: HardDraws,
     num_hard: int,
     num_random: int,
+    temperature: float | None,
     validate: bool,
-) -> torch.Tensor:
+) -> NegativeSample:
     """One row at a time, step by step as the contract is written."""
     num_candidates = draws.candidate_bits.shape[1]
     slots = range(num_candidates)
-    rows = []
-    for user, candidate_bits, slot_keys in zip(
-        users.tolist(), draws.candidate_bits.tolist(), draws.slot_keys.tolist(), strict=True
+    noise = (
+        _gumbel(draws.selection_bits).tolist()
+        if temperature is not None and draws.selection_bits is not None
+        else [[0.0] * num_candidates] * users.numel()
+    )
+    rows, scores_out, log_probs, repeats = [], [], [], 0
+    for user, candidate_bits, slot_keys, gumbel in zip(
+        users.tolist(),
+        draws.candidate_bits.tolist(),
+        draws.slot_keys.tolist(),
+        noise,
+        strict=True,
     ):
-        # 1. candidates uniform over the complement: the r-th non-positive is r + #{i : p_i - i <= r}
-        positives = index.positives(user).tolist()
-        q = [p - i for i, p in enumerate(positives)]
-        n = index.num_items - len(positives)
-        candidates = [r + bisect_right(q, r) for r in (bits % n for bits in candidate_bits)]
+        # 1. candidates from the user's complement
+        candidates = source.reference_draw(user, candidate_bits)
+        repeats += len(candidates) - len(set(candidates))
         # 2. score them
         items = torch.tensor(candidates, device=users.device)
-        scores = _score(scorer, torch.full_like(items, user), items, validate).tolist()
-        # 3. hard part: highest score first, ties to the lower slot
-        hard = sorted(slots, key=lambda s: (-scores[s], s))[:num_hard]
+        score_t = _score(scorer, torch.full_like(items, user), items, validate)
+        scores = score_t.tolist()
+        # 3. hard part: best first, ties to the lower slot
+        if temperature is None:
+            hard = sorted(slots, key=lambda s: (-scores[s], s))[:num_hard]
+        else:
+            keys = [scores[s] / temperature + gumbel[s] for s in slots]
+            hard = sorted(slots, key=lambda s: (-keys[s], s))[:num_hard]
         # 4. random part: uniform without replacement over the other slots
         others = [s for s in slots if s not in hard]
         random_part = sorted(others, key=lambda s: (slot_keys[s], s))[:num_random]
         # 5. hard, then random
-        rows.append([candidates[s] for s in hard + random_part])
-    return torch.tensor(rows, dtype=torch.int64, device=users.device)
+        chosen = hard + random_part
+        rows.append([candidates[s] for s in chosen])
+        scores_out.append(score_t[chosen])
+        log_probs.append(source.reference_log_prob(user, rows[-1]))
+    device = users.device
+    width = num_hard + num_random
+    items_t = torch.tensor(rows, dtype=torch.int64, device=device).reshape(-1, width)
+    return NegativeSample(
+        items=items_t,
+        log_prob=torch.tensor(log_probs, device=device).reshape(-1, width),
+        is_hard=(torch.arange(width, device=device) < num_hard).expand(items_t.shape),
+        scores=torch.stack(scores_out) if scores_out else None,
+        duplicate_fraction=torch.tensor(repeats / max(1, users.numel() * num_candidates)),
+    )
 
 
 def _hard_vectorized(
-    index: PositiveIndex,
+    source: CandidateSource,
     users: torch.Tensor,
     scorer: Scorer,
     draws: HardDraws,
     num_hard: int,
     num_random: int,
+    temperature: float | None,
     validate: bool,
     max_scores_per_call: int = 2**20,
-) -> torch.Tensor:
+    return_info: bool = False,
+) -> NegativeSample:
     """The whole batch at once; no loop over rows, no host synchronisation."""
     batch, num_candidates = draws.candidate_bits.shape
     users_bm = users[:, None].expand(batch, num_candidates)
-    candidates = index._draw_complement(users, draws.candidate_bits)
+    candidates = source.draw(users, draws.candidate_bits)
     rows = max(1, max_scores_per_call // num_candidates)
     if batch <= rows:
         scores = _score(scorer, users_bm, candidates, validate)
@@ -492,32 +821,41 @@ def _hard_vectorized(
                 )
             ]
         )
+    if temperature is None:
+        keys = scores
+    else:
+        assert draws.selection_bits is not None
+        keys = scores.to(torch.float64) / temperature + _gumbel(draws.selection_bits)
     # A stable descending sort keeps tied candidates in slot order.
-    hard = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :num_hard]
+    hard = torch.sort(keys, dim=1, descending=True, stable=True).indices[:, :num_hard]
     if num_random:
-        keys = draws.slot_keys.scatter(1, hard, _TAKEN)
-        random_part = torch.sort(keys, dim=1, stable=True).indices[:, :num_random]
+        slot_keys = draws.slot_keys.scatter(1, hard, _TAKEN)
+        random_part = torch.sort(slot_keys, dim=1, stable=True).indices[:, :num_random]
         chosen = torch.cat([hard, random_part], dim=1)
     else:
         chosen = hard
-    return candidates.gather(1, chosen)
+    items = candidates.gather(1, chosen)
+    if not return_info:
+        empty = torch.empty(0)
+        return NegativeSample(items, empty, empty, None, empty)
+    width = num_hard + num_random
+    return NegativeSample(
+        items=items,
+        log_prob=source.log_prob(users, items).to(torch.get_default_dtype()),
+        is_hard=(torch.arange(width, device=items.device) < num_hard).expand(items.shape),
+        scores=scores.gather(1, chosen),
+        duplicate_fraction=_duplicate_fraction(candidates),
+    )
 
 
 def _uniform_reference(
-    index: PositiveIndex, users: torch.Tensor, bits: torch.Tensor
-) -> torch.Tensor:
-    """One row at a time: the ``bits % n``-th non-positive, ``r + #{i : p_i - i <= r}``."""
-    rows = []
+    source: CandidateSource, users: torch.Tensor, bits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row at a time: each row's draws and their log-probabilities."""
+    rows, log_probs = [], []
     for user, row_bits in zip(users.tolist(), bits.tolist(), strict=True):
-        positives = index.positives(user).tolist()
-        q = [p - i for i, p in enumerate(positives)]
-        n = index.num_items - len(positives)
-        rows.append([r + bisect_right(q, r) for r in (b % n for b in row_bits)])
-    return torch.tensor(rows, dtype=torch.int64, device=users.device).reshape(bits.shape)
-
-
-def _uniform_vectorized(
-    index: PositiveIndex, users: torch.Tensor, bits: torch.Tensor
-) -> torch.Tensor:
-    """The whole batch with one ``searchsorted``."""
-    return index._draw_complement(users, bits)
+        rows.append(source.reference_draw(user, row_bits))
+        log_probs.append(source.reference_log_prob(user, rows[-1]))
+    device = users.device
+    items = torch.tensor(rows, dtype=torch.int64, device=device).reshape(bits.shape)
+    return items, torch.tensor(log_probs, dtype=torch.float64, device=device).reshape(bits.shape)
