@@ -202,6 +202,7 @@ class PopularityCandidates:
             index.indices.dtype
         )
         self._last_weighted = torch.from_numpy(last_weighted).to(index.indices.dtype)
+        self._reference_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __repr__(self) -> str:
         return f"PopularityCandidates(alpha={self.alpha})"
@@ -292,27 +293,28 @@ class PopularityCandidates:
     # The per-row oracle.
 
     def _reference_row(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        """The user's complement and its cumulative weights, written out."""
-        complement = np.setdiff1d(
-            np.arange(self.index.num_items), self.index.positives(user).cpu().numpy()
-        )
-        return complement, np.cumsum(self._weights.cpu().numpy()[complement])
+        """The user's complement and its cumulative weights, written out (cached per user)."""
+        if user not in self._reference_rows:
+            complement = np.setdiff1d(
+                np.arange(self.index.num_items), self.index.positives(user).cpu().numpy()
+            )
+            cumulative = np.cumsum(self._weights.cpu().numpy()[complement])
+            self._reference_rows[user] = (complement, cumulative)
+        return self._reference_rows[user]
 
     def reference_draw(self, user: int, bits: list[int]) -> list[int]:
         """Inverse-CDF draws over the explicit complement list."""
         complement, cumulative = self._reference_row(user)
         total = float(cumulative[-1])
-        out = []
-        for b in bits:
-            r = min(_unit_interval_scalar(b) * total, math.nextafter(total, 0.0))
-            out.append(int(complement[np.searchsorted(cumulative, r, side="right")]))
-        return out
+        targets = [min(_unit_interval_scalar(b) * total, math.nextafter(total, 0.0)) for b in bits]
+        picks: list[int] = complement[np.searchsorted(cumulative, targets, side="right")].tolist()
+        return picks
 
     def reference_log_prob(self, user: int, items: list[int]) -> list[float]:
         """``log(w_i / W_u)`` from the explicit complement list."""
         _, cumulative = self._reference_row(user)
-        weights = self._weights.cpu().tolist()
-        return [math.log(weights[i]) - math.log(float(cumulative[-1])) for i in items]
+        weights = self._weights.cpu().numpy()
+        return [math.log(float(weights[i])) - math.log(float(cumulative[-1])) for i in items]
 
 
 CandidateSource = UniformCandidates | PopularityCandidates

@@ -539,13 +539,11 @@ class UniformSampler(_BaseSampler):
         users_t = self._check_users(users)
         bits = self.draw(users_t.numel(), users_t.device)
         if self.backend == "reference":
-            items, log_prob = _uniform_reference(self.candidates, users_t, bits)
+            items, log_prob = _uniform_reference(self.candidates, users_t, bits, return_info)
         else:
             items = self.candidates.draw(users_t, bits)
-            if not return_info:
-                return items
-            log_prob = self.candidates.log_prob(users_t, items)
-        if not return_info:
+            log_prob = self.candidates.log_prob(users_t, items) if return_info else None
+        if log_prob is None:
             return items
         return NegativeSample(
             items=items,
@@ -681,7 +679,7 @@ def hard_negatives(
         )
     if backend == "reference":
         result = _hard_reference(
-            source, users, scorer, draws, num_hard, num_random, temperature, validate
+            source, users, scorer, draws, num_hard, num_random, temperature, validate, return_info
         )
     else:
         result = _hard_vectorized(
@@ -742,6 +740,7 @@ def _hard_reference(
     num_random: int,
     temperature: float | None,
     validate: bool,
+    return_info: bool = False,
 ) -> NegativeSample:
     """One row at a time, step by step as the contract is written."""
     num_candidates = draws.candidate_bits.shape[1]
@@ -779,13 +778,18 @@ def _hard_reference(
         chosen = hard + random_part
         rows.append([candidates[s] for s in chosen])
         scores_out.append(score_t[chosen])
-        log_probs.append(source.reference_log_prob(user, rows[-1]))
+        if return_info:
+            log_probs.append(source.reference_log_prob(user, rows[-1]))
     device = users.device
     width = num_hard + num_random
     items_t = torch.tensor(rows, dtype=torch.int64, device=device).reshape(-1, width)
     return NegativeSample(
         items=items_t,
-        log_prob=torch.tensor(log_probs, device=device).reshape(-1, width),
+        log_prob=(
+            torch.tensor(log_probs, device=device).reshape(-1, width)
+            if return_info
+            else torch.empty(0)
+        ),
         is_hard=(torch.arange(width, device=device) < num_hard).expand(items_t.shape),
         scores=torch.stack(scores_out) if scores_out else None,
         duplicate_fraction=torch.tensor(repeats / max(1, users.numel() * num_candidates)),
@@ -849,13 +853,16 @@ def _hard_vectorized(
 
 
 def _uniform_reference(
-    source: CandidateSource, users: torch.Tensor, bits: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One row at a time: each row's draws and their log-probabilities."""
+    source: CandidateSource, users: torch.Tensor, bits: torch.Tensor, return_info: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One row at a time: each row's draws (and their log-probabilities)."""
     rows, log_probs = [], []
     for user, row_bits in zip(users.tolist(), bits.tolist(), strict=True):
         rows.append(source.reference_draw(user, row_bits))
-        log_probs.append(source.reference_log_prob(user, rows[-1]))
+        if return_info:
+            log_probs.append(source.reference_log_prob(user, rows[-1]))
     device = users.device
     items = torch.tensor(rows, dtype=torch.int64, device=device).reshape(bits.shape)
+    if not return_info:
+        return items, None
     return items, torch.tensor(log_probs, dtype=torch.float64, device=device).reshape(bits.shape)

@@ -15,6 +15,7 @@ for its own case before sampling.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from fractions import Fraction
 
@@ -131,3 +132,148 @@ def test_the_chi_square_check_rejects_a_sampler_with_a_plausible_bug() -> None:
     rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: -table[i])
     counts = Counter(map(tuple, rows.tolist()))
     assert chi_square_p_value(counts, exact) < ALPHA
+
+
+# ---------------------------------------------------------------------- popularity and softmax
+
+# Popularity in this index (alpha = 1): item 0: 2, item 1: 1, item 2: 3, items 3 and 4: 1,
+# item 5: 0. User 0's complement {0, 2, 3, 4, 5} weighs 2, 3, 1, 1, 0: item 5 is never drawn.
+POPULARITY_INDEX = {0: [1], 1: [0, 2], 2: [2, 3], 3: [0, 2, 4]}
+POPULARITY_ITEMS = 6
+
+
+def exact_weighted_hard_distribution(
+    q: dict[int, float],
+    scores: dict[int, float],
+    m: int,
+    num_hard: int,
+    num_random: int,
+    temperature: float | None,
+) -> dict[tuple[int, ...], float]:
+    """P(output row) for candidates i.i.d. from ``q`` and a top-k or Plackett-Luce hard part."""
+    dist: Counter[tuple[int, ...]] = Counter()
+    for candidates in itertools.product(sorted(q), repeat=m):
+        p_tuple = math.prod(q[c] for c in candidates)
+        if temperature is None:
+            ranked = sorted(range(m), key=lambda slot: (-scores[candidates[slot]], slot))
+            hard_orders = [(tuple(ranked[:num_hard]), 1.0)]
+        else:
+            # Gumbel-top-k = sampling slots without replacement prop. to exp(score / T).
+            weight = [math.exp(scores[c] / temperature) for c in candidates]
+            hard_orders = []
+            for order in itertools.permutations(range(m), num_hard):
+                p_order, left = 1.0, sum(weight)
+                for slot in order:
+                    p_order *= weight[slot] / left
+                    left -= weight[slot]
+                hard_orders.append((order, p_order))
+        for hard, p_hard in hard_orders:
+            free = [slot for slot in range(m) if slot not in hard]
+            picks = list(itertools.permutations(free, num_random))
+            for pick in picks:
+                row = tuple(candidates[s] for s in list(hard) + list(pick))
+                dist[row] += p_tuple * p_hard / len(picks)
+    return dict(dist)
+
+
+def chi_square_p_value_float(
+    counts: Counter[tuple[int, ...]], exact: dict[tuple[int, ...], float]
+) -> float:
+    """As :func:`chi_square_p_value`, for float probabilities."""
+    return chi_square_p_value(counts, {cell: Fraction(p) for cell, p in exact.items()})
+
+
+def popularity_q(alpha: float) -> dict[int, float]:
+    weights = {
+        0: 2.0**alpha,
+        2: 3.0**alpha,
+        3: 1.0,
+        4: 1.0,
+    }  # complement of user 0; item 5 weighs 0
+    if alpha == 0.0:
+        weights[5] = 1.0
+    total = sum(weights.values())
+    return {i: w / total for i, w in weights.items()}
+
+
+@pytest.mark.parametrize("backend", ["reference", "vectorized"])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.0])
+def test_popularity_uniform_sampler_draws_independent_weighted_pairs(
+    backend: str, alpha: float
+) -> None:
+    q = popularity_q(alpha)
+    exact = {pair: q[pair[0]] * q[pair[1]] for pair in itertools.product(q, repeat=2)}
+    assert power_against_shift(list(exact.values()), N_DRAWS) >= 0.99
+    index = PositiveIndex.from_dict(POPULARITY_INDEX, num_items=POPULARITY_ITEMS)
+    sampler = UniformSampler(
+        index,
+        2,
+        candidates="popularity",
+        alpha=alpha,
+        backend=backend,
+        generator=SEEDS[backend],  # type: ignore[arg-type]
+    )
+    rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64))
+    counts = Counter(map(tuple, rows.tolist()))
+    assert chi_square_p_value_float(counts, exact) > ALPHA
+
+
+SOFTMAX_CASES = {
+    # popularity candidates, softmax hard part, one random: (alpha, scores, M, hard, random, T)
+    "popularity-softmax": (1.0, {0: 1.0, 2: 0.0, 3: -0.5, 4: 1.0}, 3, 1, 1, 0.7),
+    "two-hard-softmax": (0.0, {0: 2.0, 2: 0.0, 3: -1.0, 4: 1.0, 5: 0.5}, 2, 2, 0, 1.5),
+    "popularity-topk": (0.5, {0: 1.0, 2: 2.0, 3: 1.0, 4: 0.0}, 3, 1, 1, None),
+}
+
+
+@pytest.mark.parametrize("backend", ["reference", "vectorized"])
+@pytest.mark.parametrize("case", sorted(SOFTMAX_CASES))
+def test_hard_sampler_with_strategies_matches_the_exact_distribution(
+    case: str, backend: str
+) -> None:
+    alpha, scores, m, num_hard, num_random, temperature = SOFTMAX_CASES[case]
+    exact = exact_weighted_hard_distribution(
+        popularity_q(alpha), scores, m, num_hard, num_random, temperature
+    )
+    assert sum(exact.values()) == pytest.approx(1.0)
+    assert power_against_shift(list(exact.values()), N_DRAWS) >= 0.99
+    index = PositiveIndex.from_dict(POPULARITY_INDEX, num_items=POPULARITY_ITEMS)
+    table = torch.tensor([scores.get(i, float("nan")) for i in range(POPULARITY_ITEMS)])
+    sampler = HardNegativeSampler(
+        index,
+        m,
+        num_hard,
+        num_random,
+        candidates="popularity",
+        alpha=alpha,
+        selection="topk" if temperature is None else "softmax",
+        temperature=temperature,
+        backend=backend,  # type: ignore[arg-type]
+        generator=SEEDS[backend],
+    )
+    rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: table[i])
+    counts = Counter(map(tuple, rows.tolist()))
+    assert chi_square_p_value_float(counts, exact) > ALPHA
+
+
+def test_the_softmax_check_rejects_the_wrong_temperature() -> None:
+    """Teeth: the same check fails when the sampler runs at T=2 against the T=0.7 distribution."""
+    alpha, scores, m, num_hard, num_random, temperature = SOFTMAX_CASES["popularity-softmax"]
+    exact = exact_weighted_hard_distribution(
+        popularity_q(alpha), scores, m, num_hard, num_random, temperature
+    )
+    index = PositiveIndex.from_dict(POPULARITY_INDEX, num_items=POPULARITY_ITEMS)
+    table = torch.tensor([scores.get(i, 0.0) for i in range(POPULARITY_ITEMS)])
+    sampler = HardNegativeSampler(
+        index,
+        m,
+        num_hard,
+        num_random,
+        candidates="popularity",
+        alpha=alpha,
+        selection="softmax",
+        temperature=2.0,
+        generator=7,
+    )
+    rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: table[i])
+    assert chi_square_p_value_float(Counter(map(tuple, rows.tolist())), exact) < ALPHA

@@ -1,0 +1,436 @@
+"""Popularity candidates, softmax selection and ``return_info``: the same guarantees as top-k.
+
+Never a positive (nor a zero-weight item), reference == vectorized on identical
+draws, argument checks, and the information returned with the negatives. The
+distributions themselves are tested in ``test_distribution.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
+from negsample.candidates import PopularityCandidates, UniformCandidates, make_candidates
+from negsample.samplers import HardDraws, hard_negatives
+from tests.strategies import Case, batches, cases, table_scorer, tie_tables
+from tests.test_samplers import BACKENDS, assert_no_positive, draws_for, hard_configs
+
+ALPHAS = [0.0, 0.5, 1.0]
+
+
+def weighted_users(case: Case, source: PopularityCandidates) -> list[int]:
+    """Users whose complement holds an item of positive weight (what ``check`` accepts)."""
+    weights = source.weights.tolist()
+    return [
+        u for u in range(len(case.positives)) if any(weights[i] > 0 for i in case.complement(u))
+    ]
+
+
+@st.composite
+def weighted_cases(draw: st.DrawFn) -> tuple[Case, PopularityCandidates, torch.Tensor]:
+    """A case, a popularity source on it and a batch of users it can sample for."""
+    case = draw(cases())
+    source = PopularityCandidates(case.index, draw(st.sampled_from(ALPHAS)))
+    users = weighted_users(case, source)
+    batch = draw(st.lists(st.sampled_from(users), min_size=1, max_size=8)) if users else []
+    return case, source, torch.tensor(batch, dtype=torch.int64)
+
+
+def exact_popularity(case: Case, alpha: float, user: int) -> dict[int, float]:
+    """``q_u(i)`` written out from the definition, independent of the library."""
+    counts = [sum(i in p for p in case.positives) for i in range(case.num_items)]
+    weights = {i: float(counts[i]) ** alpha for i in case.complement(user)}
+    total = sum(weights.values())
+    return {i: w / total for i, w in weights.items() if w > 0}
+
+
+# ---------------------------------------------------------------------- popularity candidates
+
+
+@given(data=st.data(), drawn=weighted_cases())
+def test_popularity_draws_are_non_positive_items_of_positive_weight_on_both_paths(
+    data: st.DataObject, drawn: tuple[Case, PopularityCandidates, torch.Tensor]
+) -> None:
+    case, source, users = drawn
+    if users.numel() == 0:
+        with pytest.raises(EmptyComplementError, match="non-zero weight"):
+            source.check(torch.arange(case.index.num_users))
+        return
+    source.check(users)
+    k = data.draw(st.integers(1, 6))
+    bits = torch.tensor(
+        data.draw(
+            st.lists(
+                st.integers(0, 2**62 - 1), min_size=users.numel() * k, max_size=users.numel() * k
+            )
+        )
+    ).reshape(-1, k)
+    vectorized = source.draw(users, bits)
+    reference = [
+        source.reference_draw(u, row) for u, row in zip(users.tolist(), bits.tolist(), strict=True)
+    ]
+    assert vectorized.tolist() == reference
+    assert_no_positive(case, users, vectorized)
+    for user, row in zip(users.tolist(), vectorized.tolist(), strict=True):
+        support = exact_popularity(case, source.alpha, user)
+        assert set(row) <= set(support), f"user {user}: {row} outside the support {support}"
+        assert source.log_prob(torch.tensor([user]), torch.tensor([row]))[
+            0
+        ].tolist() == pytest.approx([math.log(support[i]) for i in row], rel=1e-12, abs=1e-12)
+
+
+@given(data=st.data(), drawn=weighted_cases())
+def test_extreme_bits_stay_inside_the_complement(
+    data: st.DataObject, drawn: tuple[Case, PopularityCandidates, torch.Tensor]
+) -> None:
+    """The smallest and largest draws land on the first and last weighted non-positive."""
+    case, source, users = drawn
+    assume(users.numel() > 0)
+    bits = torch.tensor([[0, 2**62 - 1]]).expand(users.numel(), 2)
+    out = source.draw(users, bits)
+    for user, (low, high) in zip(users.tolist(), out.tolist(), strict=True):
+        support = sorted(exact_popularity(case, source.alpha, user))
+        assert (low, high) == (support[0], support[-1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(data=st.data(), drawn=weighted_cases(), config=hard_configs(), seed=st.integers(0, 2**32))
+def test_samplers_with_popularity_candidates_never_return_a_positive(
+    backend: str,
+    data: st.DataObject,
+    drawn: tuple[Case, PopularityCandidates, torch.Tensor],
+    config: tuple[int, int, int],
+    seed: int,
+) -> None:
+    case, source, users = drawn
+    kwargs: dict[str, Any] = {"candidates": "popularity", "alpha": source.alpha, "backend": backend}
+    assume(users.numel() > 0)
+    table = data.draw(tie_tables(case.index.num_users, case.num_items))
+    hard = HardNegativeSampler(case.index, *config, generator=seed, **kwargs)
+    assert_no_positive(case, users, hard.sample(users, table_scorer(table)))
+    uniform = UniformSampler(case.index, 3, generator=seed, **kwargs)
+    out = uniform.sample(users)
+    assert_no_positive(case, users, out)
+    weights = source.weights
+    assert bool((weights[out] > 0).all())
+
+
+@given(data=st.data(), drawn=weighted_cases(), config=hard_configs(), softmax=st.booleans())
+def test_reference_and_vectorized_agree_with_popularity_and_softmax(
+    data: st.DataObject,
+    drawn: tuple[Case, PopularityCandidates, torch.Tensor],
+    config: tuple[int, int, int],
+    softmax: bool,
+) -> None:
+    case, source, users = drawn
+    assume(users.numel() > 0)
+    num_candidates, num_hard, num_random = config
+    draws = data.draw(draws_for(users.numel(), num_candidates))
+    if softmax:
+        selection = data.draw(draws_for(users.numel(), num_candidates)).candidate_bits
+        draws = HardDraws(draws.candidate_bits, draws.slot_keys, selection)
+    temperature = data.draw(st.sampled_from([1e-3, 0.5, 1.0, 7.0])) if softmax else None
+    scorer = table_scorer(data.draw(tie_tables(case.index.num_users, case.num_items)))
+    kwargs: dict[str, Any] = {
+        "num_hard": num_hard,
+        "num_random": num_random,
+        "candidates": source,
+        "temperature": temperature,
+        "return_info": True,
+    }
+    ref = hard_negatives(case.index, users, scorer, draws, backend="reference", **kwargs)
+    vec = hard_negatives(case.index, users, scorer, draws, backend="vectorized", **kwargs)
+    assert torch.equal(ref.items, vec.items), (ref.items, vec.items)
+    assert torch.equal(ref.is_hard, vec.is_hard)
+    assert ref.scores is not None and vec.scores is not None
+    assert torch.equal(ref.scores, vec.scores)
+    assert torch.allclose(ref.log_prob, vec.log_prob, rtol=1e-6, atol=1e-6)
+    assert float(ref.duplicate_fraction) == pytest.approx(float(vec.duplicate_fraction))
+
+
+def test_alpha_zero_is_the_uniform_distribution() -> None:
+    index = PositiveIndex.from_dict({0: [1, 4], 1: [0], 2: []}, num_items=6)
+    flat = PopularityCandidates(index, alpha=0.0)
+    assert flat.weights.tolist() == [1.0] * 6  # also the never-interacted items 2, 3, 5
+    users = torch.tensor([0, 1, 2])
+    items = torch.tensor([[0, 2, 5], [1, 2, 3], [0, 1, 5]])
+    assert torch.allclose(
+        flat.log_prob(users, items), UniformCandidates(index).log_prob(users, items)
+    )
+
+
+def test_popularity_counts_interactions_per_item_and_weighs_them_by_alpha() -> None:
+    index = PositiveIndex.from_dict({0: [0, 1], 1: [0], 2: [0, 3]}, num_items=5)
+    source = PopularityCandidates(index, alpha=0.5)
+    assert source.popularity.tolist() == [3, 1, 0, 1, 0]
+    assert source.weights.tolist() == pytest.approx([math.sqrt(3), 1.0, 0.0, 1.0, 0.0])
+    # user 1's complement {1, 2, 3, 4} has weight 1 + 0 + 1 + 0
+    probs = torch.exp(source.log_prob(torch.tensor([1]), torch.tensor([[1, 3]])))
+    assert probs[0].tolist() == pytest.approx([0.5, 0.5])
+    assert source.nbytes > 0
+
+
+def test_a_user_whose_complement_weighs_nothing_gets_a_clear_error() -> None:
+    # Item 2 is nobody's positive, so with alpha > 0 it weighs 0: user 0 has only item 2 left.
+    index = PositiveIndex.from_dict({0: [0, 1], 1: [0, 1]}, num_items=3)
+    for sampler in (
+        UniformSampler(index, 1, candidates="popularity", alpha=1.0),
+        HardNegativeSampler(index, 2, 1, 0, candidates="popularity"),
+    ):
+        with pytest.raises(
+            EmptyComplementError, match=r"user 0 has no non-positive item of non-zero weight"
+        ) as err:
+            sampler.sample(torch.tensor([0, 1]), lambda u, i: i.float())
+        assert err.value.users == [0, 1]
+    # alpha = 0 weighs every item 1: item 2 can be drawn.
+    out = UniformSampler(index, 4, candidates="popularity", alpha=0.0, generator=0).sample(
+        torch.tensor([0])
+    )
+    assert out.tolist() == [[2, 2, 2, 2]]
+
+
+def test_an_index_without_interactions() -> None:
+    index = PositiveIndex.from_dict({}, num_users=2, num_items=4)
+    out = UniformSampler(index, 5, candidates="popularity", alpha=0.0, generator=0).sample(
+        torch.tensor([0, 1])
+    )
+    assert out.shape == (2, 5) and bool(((out >= 0) & (out < 4)).all())
+    with pytest.raises(EmptyComplementError):
+        UniformSampler(index, 1, candidates="popularity", alpha=0.3).sample(torch.tensor([0]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"candidates": "popular"}, ValueError, "candidates must be one of"),
+        ({"alpha": 0.5}, ValueError, r"alpha=0.5 only applies to candidates='popularity'"),
+        (
+            {"candidates": "popularity", "alpha": 1.5},
+            ValueError,
+            r"alpha must be in \[0, 1\], got 1.5",
+        ),
+        (
+            {"candidates": "popularity", "alpha": -0.1},
+            ValueError,
+            r"alpha must be in \[0, 1\], got -0.1",
+        ),
+        ({"candidates": "popularity", "alpha": math.nan}, ValueError, "alpha must be in"),
+        ({"candidates": "popularity", "alpha": "1"}, TypeError, "alpha must be a float"),
+        ({"candidates": "popularity", "alpha": True}, TypeError, "alpha must be a float"),
+        ({"selection": "gumbel"}, ValueError, "selection must be one of"),
+        ({"temperature": 0.5}, ValueError, r"temperature=0.5 only applies to selection='softmax'"),
+        (
+            {"selection": "softmax", "temperature": 0.0},
+            ValueError,
+            "temperature must be a finite float > 0, got 0.0",
+        ),
+        (
+            {"selection": "softmax", "temperature": -1},
+            ValueError,
+            "temperature must be a finite float > 0",
+        ),
+        (
+            {"selection": "softmax", "temperature": math.inf},
+            ValueError,
+            "temperature must be a finite",
+        ),
+        ({"selection": "softmax", "temperature": "hot"}, TypeError, "temperature must be a float"),
+    ],
+)
+def test_strategy_arguments_are_checked(kwargs: dict[str, Any], error: type, match: str) -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    with pytest.raises(error, match=match):
+        HardNegativeSampler(index, 3, 1, 1, **kwargs)
+    if "selection" not in kwargs and "temperature" not in kwargs:
+        with pytest.raises(error, match=match):
+            UniformSampler(index, 1, **kwargs)
+
+
+def test_hard_negatives_checks_its_strategy_inputs() -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    draws = HardDraws(torch.tensor([[0, 1, 2]]), torch.tensor([[5, 3, 4]]))
+    users = torch.tensor([0])
+    with pytest.raises(ValueError, match=r"needs draws\.selection_bits"):
+        hard_negatives(
+            index, users, lambda u, i: i.float(), draws, num_hard=1, num_random=0, temperature=1.0
+        )
+    other = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    with pytest.raises(ValueError, match="same index"):
+        hard_negatives(
+            index,
+            users,
+            lambda u, i: i.float(),
+            draws,
+            num_hard=1,
+            num_random=0,
+            candidates=UniformCandidates(other),
+        )
+
+
+def test_make_candidates_and_reprs() -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    assert isinstance(make_candidates(index, "uniform", None), UniformCandidates)
+    assert repr(make_candidates(index, "popularity", 0.25)) == "PopularityCandidates(alpha=0.25)"
+    sampler = HardNegativeSampler(
+        index, 4, 1, 1, candidates="popularity", alpha=1, selection="softmax"
+    )
+    assert repr(sampler) == (
+        "HardNegativeSampler(num_candidates=4, num_hard=1, num_random=1, candidates='popularity', "
+        "alpha=1.0, selection='softmax', temperature=1.0, backend='vectorized', validate=True)"
+    )
+    assert repr(UniformSampler(index, 2, candidates="popularity")) == (
+        "UniformSampler(num_negatives=2, candidates='popularity', alpha=0.75, "
+        "backend='vectorized', validate=True)"
+    )
+
+
+# ---------------------------------------------------------------------- softmax selection
+
+
+def test_softmax_at_a_tiny_temperature_is_the_top_k() -> None:
+    index = PositiveIndex.from_dict({0: [3]}, num_items=200)
+    users = torch.zeros(64, dtype=torch.int64)
+    scores = torch.randn(200, generator=torch.Generator().manual_seed(1))  # distinct, gaps >> 1e-6
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return scores[i]
+
+    top = HardNegativeSampler(index, 12, 3, 2, generator=9).sample(users, scorer)
+    soft = HardNegativeSampler(
+        index, 12, 3, 2, selection="softmax", temperature=1e-9, generator=9
+    ).sample(users, scorer)
+    # The softmax sampler draws the same candidates and slot keys first, then its Gumbel bits.
+    assert torch.equal(top, soft)
+
+
+def test_softmax_at_a_high_temperature_is_not_the_top_k() -> None:
+    index = PositiveIndex.from_dict({0: [3]}, num_items=200)
+    users = torch.zeros(256, dtype=torch.int64)
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return i.float()
+
+    soft = HardNegativeSampler(index, 12, 1, 0, selection="softmax", temperature=1e6, generator=9)
+    top = HardNegativeSampler(index, 12, 1, 0, generator=9)
+    # Near-uniform selection: the best candidate is picked about 1/12 of the time, not always.
+    agree = (soft.sample(users, scorer) == top.sample(users, scorer)).float().mean()
+    assert 0.02 < float(agree) < 0.25
+
+
+def test_softmax_draws_carry_selection_bits_and_topk_draws_do_not() -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    assert HardNegativeSampler(index, 3, 1, 1, generator=0).draw(2).selection_bits is None
+    draws = HardNegativeSampler(index, 3, 1, 1, selection="softmax", generator=0).draw(2)
+    assert draws.selection_bits is not None and draws.selection_bits.shape == (2, 3)
+
+
+def test_a_resumed_softmax_popularity_sampler_draws_the_same_negatives() -> None:
+    index = PositiveIndex.from_pairs([0, 1, 1, 2], [0, 1, 2, 5], num_items=30)
+    users = torch.tensor([0, 1, 2, 1])
+
+    def make() -> HardNegativeSampler:
+        return HardNegativeSampler(
+            index, 6, 2, 1, candidates="popularity", alpha=0.0, selection="softmax", generator=3
+        )
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return torch.cos(i * 1.0)
+
+    running = make()
+    running.sample(users, scorer)
+    state = running.state_dict()
+    expected = running.sample(users, scorer)
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.sample(users, scorer), expected)
+
+
+# ---------------------------------------------------------------------- return_info
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("candidates", ["uniform", "popularity"])
+def test_return_info_describes_the_returned_negatives(backend: str, candidates: str) -> None:
+    index = PositiveIndex.from_pairs([0, 0, 1, 2, 2, 2], [1, 4, 1, 0, 1, 2], num_items=9)
+    users = torch.tensor([0, 1, 2, 2, 0])
+    table = torch.randn(3, 9, generator=torch.Generator().manual_seed(0))
+    scorer = table_scorer(table)
+    kwargs: dict[str, Any] = {"candidates": candidates, "backend": backend}
+    if candidates == "popularity":
+        kwargs["alpha"] = 0.0  # every item weighs 1: all users samplable
+    plain = HardNegativeSampler(index, 5, 2, 2, generator=4, **kwargs).sample(users, scorer)
+    info = HardNegativeSampler(index, 5, 2, 2, generator=4, **kwargs).sample(
+        users, scorer, return_info=True
+    )
+    assert torch.equal(info.items, plain)
+    assert info.is_hard.tolist() == [[True, True, False, False]] * 5
+    assert info.scores is not None
+    assert torch.equal(info.scores, table[users[:, None], info.items])
+    sizes = index.complement_size(users).double()
+    assert torch.allclose(info.log_prob.double(), -torch.log(sizes)[:, None].expand(5, 4))
+    assert info.log_prob.dtype == torch.get_default_dtype()
+    assert float(info.hard_score_mean) == pytest.approx(float(info.scores[:, :2].mean()), rel=1e-6)
+    assert float(info.random_score_mean) == pytest.approx(
+        float(info.scores[:, 2:].mean()), rel=1e-6
+    )
+    # the hard part is the top of the candidates, so on average it scores at least the random part
+    assert float(info.hard_score_mean) >= float(info.random_score_mean)
+
+
+def test_duplicate_fraction_counts_repeated_candidates_per_row() -> None:
+    index = PositiveIndex.from_dict({0: [0]}, num_items=5)  # complement {1, 2, 3, 4}: bits = ranks
+    # row 0 candidates 1, 1, 2, 1 (two repeats); row 1 candidates 1, 2, 3, 4 (none)
+    draws = HardDraws(torch.tensor([[0, 0, 1, 0], [0, 1, 2, 3]]), torch.tensor([[0, 1, 2, 3]] * 2))
+    for backend in BACKENDS:
+        info = hard_negatives(
+            index,
+            torch.tensor([0, 0]),
+            lambda u, i: i.float(),
+            draws,
+            num_hard=1,
+            num_random=1,
+            backend=backend,  # type: ignore[arg-type]
+            return_info=True,
+        )
+        assert float(info.duplicate_fraction) == pytest.approx(2 / 8)
+
+
+def test_uniform_sampler_info_has_log_probs_and_no_scores() -> None:
+    index = PositiveIndex.from_dict({0: [0], 1: [0, 1, 2]}, num_items=5)
+    users = torch.tensor([0, 1])
+    for backend in BACKENDS:
+        info = UniformSampler(index, 3, backend=backend, generator=0).sample(
+            users, return_info=True
+        )  # type: ignore[arg-type]
+        assert info.scores is None
+        assert not bool(info.is_hard.any())
+        assert torch.allclose(info.log_prob, -torch.log(torch.tensor([[4.0], [2.0]])).expand(2, 3))
+        assert math.isnan(float(info.hard_score_mean)) and math.isnan(float(info.random_score_mean))
+        assert 0.0 <= float(info.duplicate_fraction) < 1.0
+
+
+def test_return_info_on_an_empty_batch() -> None:
+    index = PositiveIndex.from_dict({0: [0]}, num_items=5)
+    info = HardNegativeSampler(index, 3, 1, 1).sample(
+        torch.empty(0, dtype=torch.int64), lambda u, i: i.float(), return_info=True
+    )
+    assert info.items.shape == (0, 2) and info.log_prob.shape == (0, 2)
+    assert float(info.duplicate_fraction) == 0.0
+
+
+@given(case=cases(), data=st.data())
+def test_popularity_alpha_zero_has_the_uniform_log_prob_on_any_case(
+    case: Case, data: st.DataObject
+) -> None:
+    users = data.draw(batches(case)).long()
+    sampler = UniformSampler(case.index, 2, candidates="popularity", alpha=0.0, generator=0)
+    info = sampler.sample(users, return_info=True)
+    expected = torch.tensor([[-math.log(len(case.complement(u)))] * 2 for u in users.tolist()])
+    assert torch.allclose(info.log_prob, expected)
+    assert_no_positive(case, users, info.items)
