@@ -151,7 +151,9 @@ class PopularityCandidates:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.index = index
         self.alpha = float(alpha)
-        self._build()
+        self._build()  # on the CPU, then the tables go where the index lives
+        for name in self._TABLES:
+            setattr(self, name, getattr(self, name).to(index.device))
 
     def _build(self) -> None:
         """Precompute the cumulative weights, on the CPU, once."""
@@ -220,25 +222,18 @@ class PopularityCandidates:
     @property
     def nbytes(self) -> int:
         """Bytes of the precomputed tables (the index not included)."""
-        tables = (
-            self._weights,
-            self._cumulative,
-            self._totals,
-            self._gap_cumulative,
-            self._items,
-            self._last_weighted,
-        )
+        tables = [getattr(self, name) for name in self._TABLES]
         return sum(t.numel() * t.element_size() for t in tables)
+
+    _TABLES = ("_weights", "_cumulative", "_totals", "_gap_cumulative", "_items", "_last_weighted")
 
     def to(self, device: torch.device | str) -> PopularityCandidates:
         """The same distribution over ``index.to(device)``, tables moved, not recomputed."""
-        device = torch.device(device)
         moved = PopularityCandidates.__new__(PopularityCandidates)
         moved.__dict__.update(self.__dict__)
         moved.index = self.index.to(device)
-        for name in ("_weights", "_cumulative", "_totals", "_gap_cumulative", "_items"):
+        for name in self._TABLES:
             setattr(moved, name, getattr(self, name).to(device))
-        moved._last_weighted = self._last_weighted.to(device)
         return moved
 
     def check(self, users: torch.Tensor) -> None:

@@ -165,8 +165,8 @@ class _BaseSampler:
 
     def to(self, device: torch.device | str) -> Self:
         """Move the sampler's index to ``device`` (in place) and return the sampler."""
-        self.index = self.index.to(device)
         self.candidates = self.candidates.to(device)
+        self.index = self.candidates.index
         return self
 
     def _candidates_repr(self) -> str:

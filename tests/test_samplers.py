@@ -264,14 +264,23 @@ def test_an_mf_style_module_is_a_scorer() -> None:
 # ---------------------------------------------------------------------- sync-free vectorized path
 
 
+STRATEGIES: list[dict[str, Any]] = [
+    {},
+    {"candidates": "popularity", "alpha": 0.0},
+    {"candidates": "popularity", "alpha": 0.5, "selection": "softmax", "temperature": 0.3},
+]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_vectorized_path_does_not_read_values_back_when_validation_is_off(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, strategy: dict[str, Any]
 ) -> None:
     index = PositiveIndex.from_pairs([0, 1, 1], [0, 1, 2], num_items=50)
     users = torch.tensor([0, 1, 1, 0])
     table = torch.rand(2, 50)
-    hard = HardNegativeSampler(index, 6, 2, 2, generator=0, validate=False)
-    uniform = UniformSampler(index, 3, generator=0, validate=False)
+    hard = HardNegativeSampler(index, 6, 2, 2, generator=0, validate=False, **strategy)
+    candidates = {k: v for k, v in strategy.items() if k in ("candidates", "alpha")}
+    uniform = UniformSampler(index, 3, generator=0, validate=False, **candidates)
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("host synchronisation in the vectorized path")
@@ -280,8 +289,10 @@ def test_vectorized_path_does_not_read_values_back_when_validation_is_off(
         monkeypatch.setattr(torch.Tensor, name, forbidden)
     out_hard = hard.sample(users, table_scorer(table))
     out_uniform = uniform.sample(users)
+    info = hard.sample(users, table_scorer(table), return_info=True)
     monkeypatch.undo()
     assert out_hard.shape == (4, 4) and out_uniform.shape == (4, 3)
+    assert info.log_prob.shape == (4, 4)
     assert not bool(index.contains(users[:, None], out_hard).any())
 
 
@@ -480,16 +491,22 @@ def test_vectorized_cuda_path_never_synchronises_with_the_host() -> None:
     table = torch.rand(3, 64, device="cuda")
     hard = HardNegativeSampler(index, 16, 2, 2, generator=0, validate=False)
     uniform = UniformSampler(index, 3, generator=0, validate=False)
+    soft = HardNegativeSampler(
+        index, 16, 2, 2, candidates="popularity", selection="softmax", generator=0, validate=False
+    )
+    soft.sample(users, table_scorer(table))
     hard.sample(users, table_scorer(table))  # first call creates the generator
     uniform.sample(users)
     torch.cuda.set_sync_debug_mode("error")
     try:
         out_hard = hard.sample(users, table_scorer(table))
         out_uniform = uniform.sample(users)
+        out_soft = soft.sample(users, table_scorer(table), return_info=True).items
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert not bool(index.contains(users[:, None], out_hard).any())
     assert not bool(index.contains(users[:, None], out_uniform).any())
+    assert not bool(index.contains(users[:, None], out_soft).any())
 
 
 def test_large_batches_are_scored_in_bounded_chunks_with_the_same_result() -> None:

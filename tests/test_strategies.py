@@ -434,3 +434,16 @@ def test_popularity_alpha_zero_has_the_uniform_log_prob_on_any_case(
     expected = torch.tensor([[-math.log(len(case.complement(u)))] * 2 for u in users.tolist()])
     assert torch.allclose(info.log_prob, expected)
     assert_no_positive(case, users, info.items)
+
+
+def test_moving_a_popularity_sampler_moves_its_tables_and_keeps_one_index() -> None:
+    index = PositiveIndex.from_dict({0: [1], 1: [2, 3]}, num_items=6)
+    sampler = HardNegativeSampler(index, 4, 1, 1, candidates="popularity")
+    assert sampler.to("cpu").index is index  # already there: nothing copied
+    sampler.to("meta")  # a device without data: enough to see where everything went
+    assert sampler.index is sampler.candidates.index
+    assert sampler.index.device.type == "meta"
+    assert isinstance(sampler.candidates, PopularityCandidates)
+    assert {
+        t.device.type for t in (sampler.candidates.weights, sampler.candidates._cumulative)
+    } == {"meta"}
