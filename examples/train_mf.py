@@ -100,6 +100,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     train.add_argument("--num-candidates", type=int, default=10)
     train.add_argument("--num-hard", type=int, default=2)
     train.add_argument("--num-random", type=int, default=2)
+    train.add_argument(
+        "--candidates",
+        default="uniform",
+        choices=["uniform", "popularity"],
+        help="candidate distribution over each user's non-positives (both samplers)",
+    )
+    train.add_argument(
+        "--alpha", type=float, default=None, help="popularity exponent in [0, 1] (default 0.75)"
+    )
+    train.add_argument(
+        "--selection",
+        default="topk",
+        choices=["topk", "softmax"],
+        help="hard part: top-k, or softmax sampling (Gumbel-top-k) at --temperature",
+    )
+    train.add_argument("--temperature", type=float, default=None, help="softmax only (default 1)")
     train.add_argument("--device", default="cpu")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -157,19 +173,28 @@ def run(
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = BPRLoss() if args.loss == "bpr" else BCELoss()
     sampler: HardNegativeSampler | UniformSampler
+    candidates: dict[str, Any] = {"candidates": args.candidates, "alpha": args.alpha}
     if name == "hard":
         sampler = HardNegativeSampler(
             train_d,
             args.num_candidates,
             args.num_hard,
             args.num_random,
+            selection=args.selection,
+            temperature=args.temperature,
             generator=args.seed,
             validate=False,
+            **candidates,
         )
     else:
         sampler = UniformSampler(
-            train_d, args.num_hard + args.num_random, generator=args.seed, validate=False
+            train_d,
+            args.num_hard + args.num_random,
+            generator=args.seed,
+            validate=False,
+            **candidates,
         )
+    print(f"[{name:>7}] {sampler}")
     users_all = torch.repeat_interleave(
         torch.arange(train.num_users), (train.indptr[1:] - train.indptr[:-1]).long()
     ).to(device)
@@ -247,6 +272,10 @@ def plot(path: Path, histories: dict[str, list[dict[str, float]]], ks: list[int]
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.alpha is not None and args.candidates != "popularity":
+        sys.exit("--alpha applies to --candidates popularity")
+    if args.temperature is not None and args.selection != "softmax":
+        sys.exit("--temperature applies to --selection softmax")
     if args.sampler is None:
         args.sampler = "both" if args.data is None else "hard"
     if args.epochs is None:
