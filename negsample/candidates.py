@@ -39,6 +39,11 @@ __all__ = ["CandidateSource", "PopularityCandidates", "UniformCandidates", "make
 _UNIT_53 = 2.0**-53
 
 
+def _gather(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``flat[positions]`` for a 1-D ``flat``; ``index_select`` is several times faster on CPU."""
+    return flat.index_select(0, positions.reshape(-1)).view(positions.shape)
+
+
 def _unit_interval(bits: torch.Tensor) -> torch.Tensor:
     """``float64`` uniforms in ``[0, 1)`` with 53 random bits, from draws in ``[0, 2**62)``."""
     return (bits >> 9).to(torch.float64) * _UNIT_53
@@ -258,27 +263,27 @@ class PopularityCandidates:
         ``bits`` is ``(B, k)`` draws in ``[0, 2**62)``. Returns ``int64`` items.
         """
         index = self.index
-        totals = self._totals[users][:, None]
+        totals = self._totals.index_select(0, users)[:, None]
         # r uniform in [0, W_u), kept below W_u whatever the rounding of the product.
         target = torch.minimum(_unit_interval(bits) * totals, torch.nextafter(totals, 0 * totals))
-        start = index.indptr[users].long()[:, None].expand_as(bits)
-        end = index.indptr[users + 1].long()[:, None].expand_as(bits)
+        start = index.indptr.index_select(0, users).long()[:, None].expand_as(bits)
+        end = index.indptr.index_select(0, users + 1).long()[:, None].expand_as(bits)
         # The gap: k = #{j : E_j <= r}, found within the row (position start + k).
         position = _lower_bound(
             self._gap_cumulative, start, end, target, index._search_steps, right=True
         )
         has_before = position > start
         before = (position - 1).clamp(min=0)
-        below = torch.where(has_before, self._gap_cumulative[before], 0.0)
-        low = torch.where(has_before, self._items[before].long() + 1, 0)
+        below = torch.where(has_before, _gather(self._gap_cumulative, before), 0.0)
+        low = torch.where(has_before, _gather(self._items, before).long() + 1, 0)
         has_after = position < end
         after = position.clamp(max=self._items.numel() - 1)
-        high = torch.where(has_after, self._items[after].long() - 1, index.num_items - 1)
+        high = torch.where(has_after, _gather(self._items, after).long() - 1, index.num_items - 1)
         # The item: C[i] <= C[low] + (r - E_{k-1}) < C[i + 1], so w_i > 0 and i >= low.
-        within = self._cumulative[low] + (target - below)
+        within = _gather(self._cumulative, low) + (target - below)
         item = torch.searchsorted(self._cumulative, within, right=True) - 1
         # Rounding may carry it past the gap's end: take the gap's last item of positive weight.
-        fallback = self._last_weighted[high.clamp(min=0)].long()
+        fallback = _gather(self._last_weighted, high.clamp(min=0)).long()
         return torch.where(item > high, fallback, item)
 
     def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
