@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help="folder with a LightGCN-format train.txt (e.g. Gowalla)")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     index, source = load_index(args.data)
     torch.manual_seed(0)
