@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import negsample.index as index_module
 from negsample import EmptyComplementError, PositiveIndex
+from negsample.index import _count_at_most, _drop_repeats, _id_array
 from tests.helpers import DEVICES
 from tests.strategies import Case, cases
 
@@ -166,6 +169,207 @@ def test_positives_and_repr() -> None:
     assert index.nbytes == 3 * 4 + 2 * 1 + 2 * 1  # int32 indptr, int8 items, int8 keys
     with pytest.raises(ValueError, match=r"user must be a user id in \[0, 2\), got 2"):
         index.positives(2)
+
+
+# ---------------------------------------------------------------------- layout and scale
+
+SEARCHES = [("flat", torch.int32), ("row", torch.int32), ("row", torch.int64)]
+"""Flat row-offset keys, and the in-row search over ``q`` with both position dtypes."""
+
+
+def build_with(
+    search: str, position_dtype: torch.dtype, positives: list[set[int]], num_items: int
+) -> PositiveIndex:
+    """An index of ``positives`` that uses the given complement search."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "_FLAT_KEYS_MAX", 2**63 - 1 if search == "flat" else -1)
+        index = PositiveIndex.from_dict(
+            {u: p for u, p in enumerate(positives) if p},
+            num_users=len(positives),
+            num_items=num_items,
+        )
+    assert index._flat == (search == "flat")
+    index._position_dtype = position_dtype
+    return index
+
+
+def brute_force_complement(positives: set[int], rank: int) -> int:
+    """The formula, ``r + #{i : p_i - i <= r}``, straight from the sorted list."""
+    q = [p - i for i, p in enumerate(sorted(positives))]
+    return rank + bisect_right(q, rank)
+
+
+@pytest.mark.parametrize(
+    ("num_items", "dtype"),
+    [(128, torch.int8), (1_000, torch.int16), (1_000_000, torch.int32), (2**31 - 1, torch.int32)],
+)
+def test_q_takes_the_items_dtype_so_an_interaction_takes_at_most_8_bytes(
+    monkeypatch: pytest.MonkeyPatch, num_items: int, dtype: torch.dtype
+) -> None:
+    monkeypatch.setattr(index_module, "_FLAT_KEYS_MAX", -1)
+    index = PositiveIndex.from_pairs([0, 0, 2], [0, num_items - 1, 5], num_items=num_items)
+    assert not index._flat
+    assert index.indices.dtype == index._table.dtype == dtype
+    assert index._table.tolist() == [0, num_items - 2, 5]
+    per_interaction = (index.nbytes - 4 * (index.num_users + 1)) / index.num_interactions
+    assert per_interaction == 2 * dtype.itemsize <= 8
+    assert index.complement_items(torch.tensor([0, 2]), torch.tensor([0, 5])).tolist() == [1, 6]
+
+
+@pytest.mark.parametrize(
+    ("num_users", "num_items", "flat", "key_dtype"),
+    [
+        (3, 100, True, torch.int16),
+        (2, 2**30 - 1, True, torch.int32),
+        (2, 2**30, True, torch.int32),  # the last key is 2**31 - 1
+        (2, 2**30 + 1, False, torch.int32),  # keys would need int64: q instead
+        (50_000, 50_000, False, torch.int32),
+    ],
+)
+def test_flat_keys_serve_while_they_fit_in_int32(
+    num_users: int, num_items: int, flat: bool, key_dtype: torch.dtype
+) -> None:
+    index = PositiveIndex.from_pairs(
+        [0, num_users - 1, num_users - 1], [num_items - 1, 0, 2], num_users, num_items
+    )
+    assert (index._flat, index._table.dtype) == (flat, key_dtype)
+    per_interaction = (index.nbytes - 4 * (num_users + 1)) / 3
+    assert per_interaction <= 8
+    users = torch.tensor([0, 0, num_users - 1, num_users - 1])
+    ranks = torch.tensor([0, num_items - 2, 0, num_items - 3])
+    expected = [0, num_items - 2, 1, num_items - 1]
+    assert index.complement_items(users, ranks).tolist() == expected
+
+
+def test_a_million_users_by_a_million_items_keeps_8_bytes_per_interaction() -> None:
+    # 10**12 cells: row-offset keys would need int64 here (12 bytes per interaction).
+    n = 1_000_000
+    users = np.array([n - 1, n - 1, n - 1, 0, 123_456], dtype=np.int32)
+    items = np.array([0, n - 1, 1, n - 2, 500_000], dtype=np.int32)
+    index = PositiveIndex.from_pairs(users, items, n, n)
+    assert not index._flat
+    assert (index.indptr.dtype, index.indices.dtype, index._table.dtype) == (torch.int32,) * 3
+    assert index.nbytes == 4 * (n + 1) + 8 * 5
+    got = index.complement_items(
+        torch.tensor([n - 1, n - 1, n - 1, 0, 0, 123_456, 123_456, 5]),
+        torch.tensor([0, n - 4, 1, n - 3, n - 2, 499_999, 500_000, n - 1]),
+    )
+    assert got.tolist() == [2, n - 2, 3, n - 3, n - 1, 499_999, 500_001, n - 1]
+
+
+def test_int32_ids_are_not_widened() -> None:
+    users = np.array([1, 0, 1], dtype=np.int32)
+    assert _id_array("users", users) is users
+    assert _id_array("users", np.array([3], dtype=np.uint16)).dtype == np.uint16
+    assert _id_array("users", np.array([3], dtype=np.uint64)).dtype == np.int64
+    assert _id_array("users", torch.tensor([3], dtype=torch.int32)).dtype == np.int32
+    assert _id_array("users", [3, 4]).dtype == np.int64
+
+
+@given(case=cases(allow_full=True), seed=st.integers(0, 2**31))
+def test_both_searches_map_every_rank_like_the_formula(case: Case, seed: int) -> None:
+    pairs = [
+        (user, rank)
+        for user in case.samplable_users()
+        for rank in range(case.num_items - len(case.positives[user]))
+    ]
+    users = torch.tensor([user for user, _ in pairs], dtype=torch.int64)
+    ranks = torch.tensor([rank for _, rank in pairs], dtype=torch.int64)
+    expected = [brute_force_complement(case.positives[u], r) for u, r in pairs]
+    samplable = torch.tensor(case.samplable_users(), dtype=torch.int64)
+    gen = torch.Generator().manual_seed(seed)
+    bits = torch.randint(0, 2**62, (samplable.numel(), 5), generator=gen)
+    drawn = []
+    for search, position_dtype in SEARCHES:
+        index = build_with(search, position_dtype, case.positives, case.num_items)
+        assert index._complement_items(users, ranks).tolist() == expected
+        drawn.append(index._draw_complement(samplable, bits))
+    assert torch.equal(drawn[0], drawn[1])
+    assert torch.equal(drawn[0], drawn[2])
+    for user, row_bits, row in zip(
+        samplable.tolist(), bits.tolist(), drawn[0].tolist(), strict=True
+    ):
+        n = case.num_items - len(case.positives[user])
+        assert row == [brute_force_complement(case.positives[user], b % n) for b in row_bits]
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 40), max_size=17).map(sorted), min_size=1, max_size=6),
+    st.integers(-1, 45),
+)
+def test_in_row_count_matches_a_brute_force_count(rows: list[list[int]], value: int) -> None:
+    # Rows of every length up to 17 straddle the step counts' powers of two; rows may be empty.
+    flat = torch.tensor([x for row in rows for x in row], dtype=torch.int16)
+    lengths = torch.tensor([len(row) for row in rows])
+    end = torch.cumsum(lengths, 0)
+    start = end - lengths
+    steps = int(lengths.max()).bit_length()
+    values = torch.full((len(rows), 3), value, dtype=torch.int64) + torch.tensor([-1, 0, 1])
+    got = _count_at_most(flat, start[:, None], end[:, None], values, steps)
+    expected = [[sum(x <= v for x in row) for v in (value - 1, value, value + 1)] for row in rows]
+    assert got.tolist() == expected
+
+
+@pytest.mark.parametrize(("search", "position_dtype"), SEARCHES)
+def test_a_long_row_next_to_short_ones_at_every_rank(
+    search: str, position_dtype: torch.dtype
+) -> None:
+    # The longest row sets the number of steps; every rank of every row, both ends included.
+    num_items = 3_000
+    rows = [set(), {*range(0, 2_999, 3), 2_999}, {0}, {2_999}, set()]
+    index = build_with(search, position_dtype, rows, num_items)
+    assert index.max_degree == len(rows[1])
+    for user, positives in enumerate(rows):
+        ranks = torch.arange(num_items - len(positives))
+        got = index.complement_items(torch.full_like(ranks, user), ranks)
+        assert got.tolist() == [i for i in range(num_items) if i not in positives]
+
+
+@pytest.mark.parametrize(("search", "position_dtype"), SEARCHES)
+def test_seeded_draws_are_the_same_as_with_the_first_layout(
+    search: str, position_dtype: torch.dtype
+) -> None:
+    # Values recorded with the first layout (flat keys only, before the in-row search).
+    rows = [{0, 1, 2, 3, 4, 100, 150}, set(), set(), {1, 299}, set(), set(range(0, 300, 2)), set()]
+    index = build_with(search, position_dtype, rows, 300)
+    draws = index.sample(torch.tensor([0, 3, 6, 5, 5]), 4, generator=11)
+    assert draws.tolist() == [
+        [123, 35, 137, 12],
+        [246, 173, 71, 20],
+        [221, 197, 122, 177],
+        [87, 203, 123, 157],
+        [51, 17, 37, 113],
+    ]
+
+
+@given(st.lists(st.integers(0, 6), max_size=40).map(sorted))
+def test_drop_repeats_keeps_each_value_once_in_place(values: list[int]) -> None:
+    array = np.array(values, dtype=np.int64)
+    kept = _drop_repeats(array)
+    assert array[:kept].tolist() == sorted(set(values))
+
+
+@pytest.mark.parametrize("flat_keys_max", [2**31 - 1, -1])
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_blockwise_build_steps_match_one_block(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, flat_keys_max: int
+) -> None:
+    monkeypatch.setattr(index_module, "_FLAT_KEYS_MAX", flat_keys_max)
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 30, 400)
+    items = rng.integers(0, 50, 400)
+    users[:40] = 7  # a row longer than the blocks
+    whole = PositiveIndex.from_pairs(users, items, num_users=32, num_items=50)
+    values = np.sort(rng.integers(0, 9, 60))
+    kept_whole = _drop_repeats(values.copy())
+    monkeypatch.setattr(index_module, "_CHUNK", chunk)
+    blocks = PositiveIndex.from_pairs(users, items, num_users=32, num_items=50)
+    assert torch.equal(blocks.indptr, whole.indptr)
+    assert torch.equal(blocks.indices, whole.indices)
+    assert torch.equal(blocks._table, whole._table)
+    in_blocks = values.copy()
+    assert _drop_repeats(in_blocks) == kept_whole
+    assert in_blocks[:kept_whole].tolist() == sorted(set(values.tolist()))
 
 
 # ---------------------------------------------------------------------- errors
