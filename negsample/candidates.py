@@ -32,7 +32,7 @@ import torch
 
 from negsample._checks import _short
 from negsample.errors import EmptyComplementError
-from negsample.index import PositiveIndex, _lower_bound
+from negsample.index import PositiveIndex, _count_at_most
 
 __all__ = ["CandidateSource", "PopularityCandidates", "UniformCandidates", "make_candidates"]
 
@@ -266,11 +266,11 @@ class PopularityCandidates:
         totals = self._totals.index_select(0, users)[:, None]
         # r uniform in [0, W_u), kept below W_u whatever the rounding of the product.
         target = torch.minimum(_unit_interval(bits) * totals, torch.nextafter(totals, 0 * totals))
-        start = index.indptr.index_select(0, users).long()[:, None].expand_as(bits)
-        end = index.indptr.index_select(0, users + 1).long()[:, None].expand_as(bits)
-        # The gap: k = #{j : E_j <= r}, found within the row (position start + k).
-        position = _lower_bound(
-            self._gap_cumulative, start, end, target, index._search_steps, right=True
+        start = index.indptr.index_select(0, users).long()[:, None]
+        end = index.indptr.index_select(0, users + 1).long()[:, None]
+        # The gap: k = #{j : E_j <= r}, counted within the row (position start + k).
+        position = start + _count_at_most(
+            self._gap_cumulative, start, end, target, index._search_steps
         )
         has_before = position > start
         before = (position - 1).clamp(min=0)

@@ -67,10 +67,8 @@ def _lower_bound(
     hi: torch.Tensor,
     value: torch.Tensor,
     steps: int,
-    *,
-    right: bool = False,
 ) -> torch.Tensor:
-    """First position in ``[lo, hi)`` whose value is ``>= value`` (``> value`` if ``right``).
+    """First position in ``[lo, hi)`` whose value is ``>= value``.
 
     Elementwise over ``lo``, ``hi`` and ``value`` (``hi`` when there is none). A
     branch-free binary search run for a fixed number of ``steps`` (enough for the
@@ -83,9 +81,7 @@ def _lower_bound(
     for _ in range(steps):
         active = lo < hi
         mid = (lo + hi) // 2
-        probe = sorted_flat[mid.clamp(min=0, max=last)]
-        below = probe <= value if right else probe < value
-        go_right = active & below
+        go_right = active & (sorted_flat[mid.clamp(min=0, max=last)] < value)
         lo = torch.where(go_right, mid + 1, lo)
         hi = torch.where(active & ~go_right, mid, hi)
     return lo
