@@ -61,32 +61,6 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
     return torch.empty(0, dtype=dtype).numpy().dtype
 
 
-def _lower_bound(
-    sorted_flat: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    value: torch.Tensor,
-    steps: int,
-) -> torch.Tensor:
-    """First position in ``[lo, hi)`` whose value is ``>= value``.
-
-    Elementwise over ``lo``, ``hi`` and ``value`` (``hi`` when there is none). A
-    branch-free binary search run for a fixed number of ``steps`` (enough for the
-    longest row: ``steps >= (hi - lo).bit_length()``), so it needs no host
-    synchronisation.
-    """
-    last = sorted_flat.numel() - 1
-    lo = lo.clone()
-    hi = hi.clone()
-    for _ in range(steps):
-        active = lo < hi
-        mid = (lo + hi) // 2
-        go_right = active & (sorted_flat[mid.clamp(min=0, max=last)] < value)
-        lo = torch.where(go_right, mid + 1, lo)
-        hi = torch.where(active & ~go_right, mid, hi)
-    return lo
-
-
 def _count_at_most(
     q: torch.Tensor, start: torch.Tensor, end: torch.Tensor, value: torch.Tensor, steps: int
 ) -> torch.Tensor:
@@ -193,6 +167,8 @@ class PositiveIndex:
         num_users = indptr.size - 1
         nnz = indices.size
         self._num_items = num_items
+        # Structures derived from the index and built on demand (see candidates.py).
+        self._derived: dict[str, Any] = {}
         self._max_degree = int(np.diff(indptr).max()) if num_users else 0
         self._search_steps = self._max_degree.bit_length()
         indptr_dtype = np.int32 if nnz <= _INT32_MAX else np.int64
@@ -456,6 +432,7 @@ class PositiveIndex:
         moved._indptr = self._indptr.to(device)
         moved._indices = self._indices.to(device)
         moved._table = self._table.to(device)
+        moved._derived = {}
         return moved
 
     # ------------------------------------------------------------------ queries
@@ -529,13 +506,19 @@ class PositiveIndex:
         if validate:
             check_ids_in_range("items", items_t, self._num_items, "item")
         users_t, items_t = torch.broadcast_tensors(users_t, items_t.long())  # type: ignore[no-untyped-call]
+        return self._is_positive(users_t, items_t)
+
+    def _is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Unchecked :meth:`contains` on ``int64`` tensors of valid ids of equal shape."""
         if self.num_interactions == 0:
-            return torch.zeros(users_t.shape, dtype=torch.bool, device=self.device)
-        start = self._indptr[users_t].long()
-        end = self._indptr[users_t + 1].long()
-        pos = _lower_bound(self._indices, start, end, items_t, self._search_steps)
-        found: torch.Tensor = self._indices[pos.clamp(max=self.num_interactions - 1)] == items_t
-        return (pos < end) & found
+            return torch.zeros(users.shape, dtype=torch.bool, device=self.device)
+        start = self._indptr[users].to(self._position_dtype)
+        end = self._indptr[users + 1].to(self._position_dtype)
+        # The last positive <= item, if any, is the item itself exactly when it is a positive.
+        count = _count_at_most(self._indices, start, end, items, self._search_steps)
+        last = (start + count - 1).clamp(min=0)
+        found = self._indices.index_select(0, last.view(-1)).view(items.shape) == items
+        return (count > 0) & found
 
     def complement_items(self, users: Any, ranks: Any, *, validate: bool = True) -> torch.Tensor:
         """Map ranks to items: the ``ranks``-th (0-based) non-positive item of each user.

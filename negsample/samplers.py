@@ -62,6 +62,7 @@ _BACKENDS = ("reference", "vectorized")
 Selection = Literal["topk", "softmax"]
 _SELECTIONS = ("topk", "softmax")
 _TAKEN = torch.iinfo(torch.int64).max
+_TAKEN_LOW = torch.iinfo(torch.int64).min
 
 
 class HardDraws(NamedTuple):
@@ -731,6 +732,68 @@ def _gumbel(bits: torch.Tensor) -> torch.Tensor:
     return -torch.log(-torch.log(unit))
 
 
+_PACKABLE_SCORES = (torch.float32, torch.float16, torch.bfloat16)
+_ARGMIN_ROUNDS_MAX = 4
+
+
+def _highest_slots(keys: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` slots of each row with the highest keys, highest first, ties to the lower slot.
+
+    What a stable descending sort gives. For ``float32`` (and half) scores the
+    keys are made distinct (:func:`_unique_score_keys`) and ``k`` rounds of
+    ``argmax`` (a ``topk`` for larger ``k``) take a third of the sort's time.
+    """
+    if k == 0:
+        return torch.empty((keys.shape[0], 0), dtype=torch.int64, device=keys.device)
+    if keys.dtype not in _PACKABLE_SCORES:
+        return torch.sort(keys, dim=1, descending=True, stable=True).indices[:, :k]
+    unique = _unique_score_keys(keys)
+    if k > _ARGMIN_ROUNDS_MAX:
+        return torch.topk(unique, k, dim=1).indices
+    picks = []
+    for _ in range(k):
+        pick = unique.argmax(dim=1, keepdim=True)
+        picks.append(pick)
+        unique.scatter_(1, pick, _TAKEN_LOW)
+    return torch.cat(picks, dim=1)
+
+
+def _unique_score_keys(scores: torch.Tensor) -> torch.Tensor:
+    """``int64`` keys in the order of ``(score, -slot)``, all distinct within a row.
+
+    A float32 score's bits, read as an ``int32`` with the magnitude bits of
+    negative numbers flipped, are ordered like the floats. ``-0.0`` is first
+    made ``+0.0`` (the floats compare equal) and every NaN ranks above ``+inf``,
+    as in torch's sort. The slot goes in the low bits, reversed so that the
+    lower slot wins a tie.
+    """
+    values = scores.to(torch.float32) + 0.0  # exact for half types; -0.0 + 0.0 is +0.0
+    bits = values.view(torch.int32)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    ordered = torch.where(torch.isnan(values), torch.iinfo(torch.int32).max, ordered)
+    width = (scores.shape[1] - 1).bit_length()
+    tie_break = (1 << width) - 1 - torch.arange(scores.shape[1], device=scores.device)
+    return (ordered.to(torch.int64) << width) | tie_break
+
+
+def _smallest_free_slots(slot_keys: torch.Tensor, taken: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` slots not in ``taken`` with the smallest keys, smallest first, ties to the lower slot.
+
+    What a stable ascending sort gives. For small ``k``, ``k`` rounds of
+    ``argmin`` (which returns the first of equal minima) are cheaper than the
+    sort. The keys are below ``_TAKEN`` (draws are below ``2**62``).
+    """
+    keys = slot_keys.scatter(1, taken, _TAKEN)
+    if k > _ARGMIN_ROUNDS_MAX:
+        return torch.sort(keys, dim=1, stable=True).indices[:, :k]
+    picks = []
+    for _ in range(k):
+        pick = keys.argmin(dim=1, keepdim=True)
+        picks.append(pick)
+        keys.scatter_(1, pick, _TAKEN)
+    return torch.cat(picks, dim=1)
+
+
 def _hard_reference(
     source: CandidateSource,
     users: torch.Tensor,
@@ -830,12 +893,9 @@ def _hard_vectorized(
     else:
         assert draws.selection_bits is not None
         keys = scores.to(torch.float64) / temperature + _gumbel(draws.selection_bits)
-    # A stable descending sort keeps tied candidates in slot order.
-    hard = torch.sort(keys, dim=1, descending=True, stable=True).indices[:, :num_hard]
+    hard = _highest_slots(keys, num_hard)
     if num_random:
-        slot_keys = draws.slot_keys.scatter(1, hard, _TAKEN)
-        random_part = torch.sort(slot_keys, dim=1, stable=True).indices[:, :num_random]
-        chosen = torch.cat([hard, random_part], dim=1)
+        chosen = torch.cat([hard, _smallest_free_slots(draws.slot_keys, hard, num_random)], dim=1)
     else:
         chosen = hard
     items = candidates.gather(1, chosen)

@@ -384,9 +384,9 @@ def test_return_info_describes_the_returned_negatives(backend: str, candidates: 
 
 
 def test_duplicate_fraction_counts_repeated_candidates_per_row() -> None:
-    index = PositiveIndex.from_dict({0: [0]}, num_items=5)  # complement {1, 2, 3, 4}: bits = ranks
+    index = PositiveIndex.from_dict({0: [0]}, num_items=5)  # bits 1..4 draw the items 1..4
     # row 0 candidates 1, 1, 2, 1 (two repeats); row 1 candidates 1, 2, 3, 4 (none)
-    draws = HardDraws(torch.tensor([[0, 0, 1, 0], [0, 1, 2, 3]]), torch.tensor([[0, 1, 2, 3]] * 2))
+    draws = HardDraws(torch.tensor([[1, 1, 2, 1], [1, 2, 3, 4]]), torch.tensor([[0, 1, 2, 3]] * 2))
     for backend in BACKENDS:
         info = hard_negatives(
             index,
