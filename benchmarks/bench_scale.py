@@ -15,6 +15,8 @@ them). Then, in this process (a fresh one when run from the command line):
 * measures the build's peak resident memory above what the process held just
   before it (Linux: ``VmRSS`` before, ``VmHWM`` after resetting it through
   ``/proc/self/clear_refs``), and compares it with the final ``index.nbytes``;
+* builds the uniform candidates' pair filter (see ``docs/algorithm.rst``) and
+  reports its time and size;
 * times ``UniformSampler`` (10 negatives per row) and ``HardNegativeSampler``
   (M=10 candidates, 2 hard + 2 random, ``MFModel(dim=64)`` scorer) at B=4096,
   with ``validate`` on and off, next to the approximate vectorized recipe
@@ -45,6 +47,7 @@ from _common import machine, time_side_by_side
 from bench_recipes import approximate_recipe
 
 from negsample import HardNegativeSampler, MFModel, PositiveIndex, UniformSampler
+from negsample.candidates import UniformCandidates
 
 B, M, HARD, RANDOM = 4096, 10, 2, 2
 POPULARITY_EXPONENT = 0.8
@@ -170,6 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     if peak_reset and peak_kib >= 0:
         small = " (a small index: allocator granularity dominates)" if nbytes < 2**26 else ""
         print(f"  build peak < 3x the index: {peak_ratio:.2f}x: {check(peak_ratio < 3)}{small}")
+
+    start = time.perf_counter()
+    filter_bytes = UniformCandidates(index).nbytes  # builds the index's pair filter once
+    filter_s = time.perf_counter() - start
+    print(
+        f"\nuniform candidates' pair filter (built once per index, on top of it): "
+        f"{filter_s:.1f} s, {filter_bytes / 2**20:,.1f} MiB = {filter_bytes / nnz:.2f} B per interaction"
+    )
 
     torch.manual_seed(0)
     model = MFModel(index.num_users, index.num_items, dim=64)

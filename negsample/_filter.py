@@ -20,8 +20,8 @@ import torch
 
 __all__ = ["PairFilter"]
 
-_MUL_USER = 0x9E3779B1  # odd constants below 2**32: u * A + i * B < 2**63 for ids < 2**31
-_MUL_ITEM = 0x85EBCA77
+_MUL_USER = 0x5BD1E995  # odd constants below 2**31: u * A + i * B < 2**63 for ids < 2**31
+_MUL_ITEM = 0x27D4EB2F
 _ID_LIMIT = 2**31
 _BITS_PER_PAIR = 8
 _BUILD_BLOCK = 2**22

@@ -70,7 +70,10 @@ class HardDraws(NamedTuple):
 
     Attributes:
         candidate_bits: ``(B, num_candidates)`` ints in ``[0, 2**62)``; slot ``j``
-            of row ``b`` becomes the ``candidate_bits[b, j] % n_u``-th non-positive.
+            of row ``b`` becomes the candidate that the candidate source's ``draw``
+            makes of ``candidate_bits[b, j]`` (uniform: item ``bits % num_items``
+            unless it is a positive, else the ``(bits // num_items) % n_u``-th
+            non-positive; see :class:`~negsample.candidates.UniformCandidates`).
         slot_keys: ``(B, num_candidates)`` ints in ``[0, 2**62)``; the random part
             takes the non-hard slots with the smallest keys (ties to the lower slot),
             a uniformly random ordered subset.
@@ -653,7 +656,7 @@ def hard_negatives(
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [1]}, num_items=4)
-        >>> draws = HardDraws(torch.tensor([[0, 1, 2]]), torch.tensor([[5, 3, 4]]))
+        >>> draws = HardDraws(torch.tensor([[0, 2, 3]]), torch.tensor([[5, 3, 4]]))
         >>> def scorer(users, items):
         ...     return -items.float()
         >>> hard_negatives(index, torch.tensor([0]), scorer, draws, num_hard=1, num_random=1).tolist()
@@ -783,6 +786,8 @@ def _smallest_free_slots(slot_keys: torch.Tensor, taken: torch.Tensor, k: int) -
     ``argmin`` (which returns the first of equal minima) are cheaper than the
     sort. The keys are below ``_TAKEN`` (draws are below ``2**62``).
     """
+    if k == 0:
+        return torch.empty((slot_keys.shape[0], 0), dtype=torch.int64, device=slot_keys.device)
     keys = slot_keys.scatter(1, taken, _TAKEN)
     if k > _ARGMIN_ROUNDS_MAX:
         return torch.sort(keys, dim=1, stable=True).indices[:, :k]

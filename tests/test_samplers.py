@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import negsample.candidates as candidates_module
 from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
 from negsample.samplers import HardDraws, hard_negatives
 from tests.helpers import CUDA, DEVICES
@@ -271,22 +273,33 @@ STRATEGIES: list[dict[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_vectorized_path_does_not_read_values_back_when_validation_is_off(
-    monkeypatch: pytest.MonkeyPatch, strategy: dict[str, Any]
+SYNCHRONISING_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
+"""Tensor methods that read values back to the host (a synchronisation on an accelerator)."""
+
+
+def _host_sync(*args: object, **kwargs: object) -> None:
+    raise AssertionError("host synchronisation in the vectorized path")
+
+
+def _sample_without_validation(
+    strategy: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    forbid_more: Callable[[], None] = lambda: None,
 ) -> None:
+    """Sample (hard, uniform, with info) with ``validate=False``, reading nothing back.
+
+    The samplers are built first (building reads the index); then the methods in
+    :data:`SYNCHRONISING_METHODS` and whatever ``forbid_more`` patches raise.
+    """
     index = PositiveIndex.from_pairs([0, 1, 1], [0, 1, 2], num_items=50)
     users = torch.tensor([0, 1, 1, 0])
     table = torch.rand(2, 50)
     hard = HardNegativeSampler(index, 6, 2, 2, generator=0, validate=False, **strategy)
     candidates = {k: v for k, v in strategy.items() if k in ("candidates", "alpha")}
     uniform = UniformSampler(index, 3, generator=0, validate=False, **candidates)
-
-    def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("host synchronisation in the vectorized path")
-
-    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "nonzero"):
-        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    for name in SYNCHRONISING_METHODS:
+        monkeypatch.setattr(torch.Tensor, name, _host_sync)
+    forbid_more()
     out_hard = hard.sample(users, table_scorer(table))
     out_uniform = uniform.sample(users)
     info = hard.sample(users, table_scorer(table), return_info=True)
@@ -294,6 +307,50 @@ def test_vectorized_path_does_not_read_values_back_when_validation_is_off(
     assert out_hard.shape == (4, 4) and out_uniform.shape == (4, 3)
     assert info.log_prob.shape == (4, 4)
     assert not bool(index.contains(users[:, None], out_hard).any())
+    assert not bool(index.contains(users[:, None], out_uniform).any())
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_vectorized_path_does_not_read_values_back_when_validation_is_off(
+    monkeypatch: pytest.MonkeyPatch, strategy: dict[str, Any]
+) -> None:
+    # The fixed-shape path every non-CPU device takes: no compaction of the flagged draws,
+    # so no data-dependent shapes either (nonzero, masked_select, boolean-mask indexing).
+    monkeypatch.setattr(candidates_module, "_COMPACTING_DEVICES", ())
+    getitem = torch.Tensor.__getitem__
+
+    def no_boolean_mask(self: torch.Tensor, key: Any) -> Any:
+        keys = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, torch.Tensor) and k.dtype == torch.bool for k in keys):
+            raise AssertionError("boolean-mask indexing (a data-dependent shape)")
+        return getitem(self, key)
+
+    def forbid_data_dependent_shapes() -> None:
+        for name in ("nonzero", "masked_select"):
+            monkeypatch.setattr(torch, name, _host_sync)
+            monkeypatch.setattr(torch.Tensor, name, _host_sync)
+        monkeypatch.setattr(torch.Tensor, "__getitem__", no_boolean_mask)
+
+    _sample_without_validation(strategy, monkeypatch, forbid_data_dependent_shapes)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_default_cpu_path_does_not_read_values_back_when_validation_is_off(
+    monkeypatch: pytest.MonkeyPatch, strategy: dict[str, Any]
+) -> None:
+    # On CPU uniform candidates compact the draws the filter flags (torch.nonzero); that is
+    # allowed there, reading values back is not.
+    calls = []
+    draw_flagged = candidates_module.UniformCandidates._draw_flagged
+
+    def counted(self: Any, *args: Any) -> torch.Tensor:
+        calls.append(1)
+        return draw_flagged(self, *args)
+
+    monkeypatch.setattr(candidates_module.UniformCandidates, "_draw_flagged", counted)
+    _sample_without_validation(strategy, monkeypatch)
+    if strategy.get("candidates", "uniform") == "uniform":
+        assert len(calls) == 3, "the compacting CPU path was not taken"  # hard, uniform, info
 
 
 def test_validation_does_read_values_so_the_patch_above_is_effective(
