@@ -140,8 +140,10 @@ class UniformCandidates:
         width = bits.shape[1]
         maybe = self._filter.maybe_contains(users[:, None], items)  # type: ignore[union-attr]
         where = torch.nonzero(maybe.view(-1)).view(-1)
-        flagged_users = users.index_select(0, where // width)
         flat_items = items.view(-1)
+        if where.numel() == 0:  # a shape, not a value: no synchronisation
+            return items
+        flagged_users = users.index_select(0, where // width)
         hit = self.index._is_positive(flagged_users, flat_items.index_select(0, where))
         where, flagged_users = where[hit], flagged_users[hit]
         rest = bits.view(-1).index_select(0, where) // self.index.num_items

@@ -512,8 +512,10 @@ class PositiveIndex:
         """Unchecked :meth:`contains` on ``int64`` tensors of valid ids of equal shape."""
         if self.num_interactions == 0:
             return torch.zeros(users.shape, dtype=torch.bool, device=self.device)
-        start = self._indptr[users].to(self._position_dtype)
-        end = self._indptr[users + 1].to(self._position_dtype)
+        flat = users.reshape(-1)
+        start = self._indptr.index_select(0, flat).view(users.shape)
+        end = self._indptr.index_select(0, flat + 1).view(users.shape)
+        start, end = start.to(self._position_dtype), end.to(self._position_dtype)
         # The last positive <= item, if any, is the item itself exactly when it is a positive.
         count = _count_at_most(self._indices, start, end, items, self._search_steps)
         last = (start + count - 1).clamp(min=0)
