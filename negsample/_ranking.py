@@ -110,7 +110,7 @@ def excluded_pairs(index: PositiveIndex, users: torch.Tensor) -> tuple[torch.Ten
     rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), degrees)
     first_of_row = torch.cumsum(degrees, dim=0) - degrees
     within_row = torch.arange(rows.numel(), device=users.device) - first_of_row[rows]
-    return rows, index.indices[starts[rows] + within_row].long()
+    return rows, index._items_at(starts[rows] + within_row)
 
 
 def excluded_mask(index: PositiveIndex, users: torch.Tensor) -> torch.Tensor:

@@ -8,12 +8,16 @@ synchronisation, in one of two ways:
 
 * while ``num_users * num_items`` fits in ``int32``, it stores the row-offset
   keys ``user * num_items + q_i`` (``int32``), sorted across rows, and one
-  ``torch.searchsorted`` serves the batch;
-* beyond that the keys would need ``int64``, so it stores ``q_i`` itself in the
-  item ids' dtype and runs a fixed-step binary search inside each user's row.
+  ``torch.searchsorted`` serves the batch; the item ids are stored the same way,
+  as ``user * num_items + p_i``, so that a membership test is one
+  ``searchsorted`` too (``indices`` computes the ids back);
+* beyond that the keys would need ``int64``, so it stores ``q_i`` and the item
+  ids themselves in the item ids' dtype and runs a fixed-step binary search
+  inside each user's row.
 
-Either way an interaction costs at most 8 bytes (item id and key or ``q``) for
-catalogues below ``2**31`` items. Both give the same items for the same ranks.
+Either way an interaction costs at most 8 bytes (item and ``q``, as keys or
+as they are) for catalogues below ``2**31`` items. Both give the same items for
+the same ranks.
 """
 
 from __future__ import annotations
@@ -172,22 +176,25 @@ class PositiveIndex:
         self._max_degree = int(np.diff(indptr).max()) if num_users else 0
         self._search_steps = self._max_degree.bit_length()
         indptr_dtype = np.int32 if nnz <= _INT32_MAX else np.int64
-        item_dtype = _numpy_dtype(_smallest_signed_dtype(num_items - 1))
-        items = np.ascontiguousarray(indices, dtype=item_dtype)
+        self._item_dtype = _smallest_signed_dtype(num_items - 1)
+        items = np.ascontiguousarray(indices, dtype=_numpy_dtype(self._item_dtype))
         self._indptr = torch.from_numpy(indptr.astype(indptr_dtype))
-        self._indices = torch.from_numpy(items)
         # Positions in the in-row search move up to max_degree past a row start.
         fits_int32 = nnz + self._max_degree <= _INT32_MAX
         self._position_dtype = torch.int32 if fits_int32 else torch.int64
-        # Per interaction, the row-offset key user * num_items + q_i if self._flat,
-        # else q_i itself.
+        # Per interaction, two entries. If self._flat, the row-offset keys
+        # user * num_items + item (``_items``, one searchsorted for membership) and
+        # user * num_items + q_i (``_table``, one searchsorted for complement draws);
+        # else the item ids and q_i themselves, searched inside each row.
         last_key = max(num_users * num_items - 1, 0)
         self._flat = last_key <= _FLAT_KEYS_MAX
         if self._flat:
             key_dtype = _numpy_dtype(_smallest_signed_dtype(last_key))
-            self._table = torch.from_numpy(_row_q(indptr, items, num_items, key_dtype))
+            self._table = torch.from_numpy(_row_keys(indptr, items, num_items, key_dtype, True))
+            self._items = torch.from_numpy(_row_keys(indptr, items, num_items, key_dtype, False))
         else:
-            self._table = torch.from_numpy(_row_q(indptr, items))
+            self._table = torch.from_numpy(_row_keys(indptr, items))
+            self._items = torch.from_numpy(items)
 
     @classmethod
     def _from_arrays(cls, indptr: np.ndarray, indices: np.ndarray, num_items: int) -> PositiveIndex:
@@ -374,7 +381,7 @@ class PositiveIndex:
     @property
     def num_interactions(self) -> int:
         """Number of distinct (user, item) positives."""
-        return self._indices.numel()
+        return self._items.numel()
 
     @property
     def max_degree(self) -> int:
@@ -388,26 +395,38 @@ class PositiveIndex:
 
     @property
     def indices(self) -> torch.Tensor:
-        """CSR item ids, sorted within each row, in the smallest dtype that fits."""
-        return self._indices
+        """CSR item ids, sorted within each row, in the smallest dtype that fits.
+
+        Computed from the stored keys for an index that keeps flat keys (see
+        the module notes): a new tensor per access.
+        """
+        if self._flat:
+            return (self._items % self._num_items).to(self._item_dtype)
+        return self._items
+
+    def _items_at(self, positions: torch.Tensor) -> torch.Tensor:
+        """``indices[positions]`` as ``int64``, without building ``indices``."""
+        stored = self._items.index_select(0, positions.reshape(-1)).view(positions.shape)
+        return stored.long() % self._num_items if self._flat else stored.long()
 
     @property
     def device(self) -> torch.device:
         """Device the index's tensors live on."""
-        return self._indices.device
+        return self._items.device
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the index's tensors.
 
-        ``(num_users + 1)`` row pointers plus two entries per interaction (item id
-        and search key), each in the smallest dtype that fits.
+        ``(num_users + 1)`` row pointers plus two entries per interaction (the
+        item and its ``q``, as flat keys or as they are), each in the smallest
+        dtype that fits.
 
         Example:
             >>> PositiveIndex.from_pairs([0, 1, 1], [2, 0, 3], num_items=40_000).nbytes
             36
         """
-        tensors = (self._indptr, self._indices, self._table)
+        tensors = (self._indptr, self._items, self._table)
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def __repr__(self) -> str:
@@ -430,7 +449,7 @@ class PositiveIndex:
         moved = PositiveIndex.__new__(PositiveIndex)
         moved.__dict__.update(self.__dict__)
         moved._indptr = self._indptr.to(device)
-        moved._indices = self._indices.to(device)
+        moved._items = self._items.to(device)
         moved._table = self._table.to(device)
         moved._derived = {}
         return moved
@@ -478,7 +497,7 @@ class PositiveIndex:
         if user >= self.num_users:
             raise ValueError(f"user must be a user id in [0, {self.num_users}), got {user}")
         start, end = int(self._indptr[user]), int(self._indptr[user + 1])
-        return self._indices[start:end].long()
+        return self._items_at(torch.arange(start, end, device=self.device))
 
     def contains(self, users: Any, items: Any, *, validate: bool = True) -> torch.Tensor:
         """Whether each ``(user, item)`` pair is a known positive.
@@ -512,14 +531,18 @@ class PositiveIndex:
         """Unchecked :meth:`contains` on ``int64`` tensors of valid ids of equal shape."""
         if self.num_interactions == 0:
             return torch.zeros(users.shape, dtype=torch.bool, device=self.device)
+        if self._flat:
+            key = (users * self._num_items + items).to(self._items.dtype)
+            first = torch.searchsorted(self._items, key).clamp_(max=self.num_interactions - 1)
+            return self._items.index_select(0, first.view(-1)).view(key.shape) == key
         flat = users.reshape(-1)
         start = self._indptr.index_select(0, flat).view(users.shape)
         end = self._indptr.index_select(0, flat + 1).view(users.shape)
         start, end = start.to(self._position_dtype), end.to(self._position_dtype)
         # The last positive <= item, if any, is the item itself exactly when it is a positive.
-        count = _count_at_most(self._indices, start, end, items, self._search_steps)
+        count = _count_at_most(self._items, start, end, items, self._search_steps)
         last = (start + count - 1).clamp(min=0)
-        found = self._indices.index_select(0, last.view(-1)).view(items.shape) == items
+        found = self._items.index_select(0, last.view(-1)).view(items.shape) == items
         return (count > 0) & found
 
     def complement_items(self, users: Any, ranks: Any, *, validate: bool = True) -> torch.Tensor:
@@ -707,17 +730,20 @@ def _drop_repeats(sorted_values: np.ndarray) -> int:
     return kept
 
 
-def _row_q(
+def _row_keys(
     indptr: np.ndarray,
     items: np.ndarray,
     num_items: int = 0,
     dtype: np.dtype[Any] | None = None,
+    minus_position: bool = True,
 ) -> np.ndarray:
     """``q_i = p_i - i`` for each row's sorted items ``p``, plus ``user * num_items``.
 
     With the default ``num_items=0`` that is ``q`` itself, in the items' dtype
     (``0 <= q_i <= p_i``); with the catalogue size, the flat row-offset keys.
-    Computed for blocks of whole rows of about ``_CHUNK`` interactions.
+    ``minus_position=False`` leaves out ``- i``: the flat item keys
+    ``user * num_items + p_i``. Computed for blocks of whole rows of about
+    ``_CHUNK`` interactions.
     """
     out = np.empty(items.size, dtype=items.dtype if dtype is None else dtype)
     num_users = indptr.size - 1
@@ -728,7 +754,10 @@ def _row_q(
         lo, hi = int(indptr[first]), int(indptr[last])
         if hi > lo:
             degrees = np.diff(indptr[first : last + 1])
-            shift = np.repeat(indptr[first:last] - lo, degrees) - np.arange(hi - lo)
+            if minus_position:
+                shift = np.repeat(indptr[first:last] - lo, degrees) - np.arange(hi - lo)
+            else:
+                shift = np.zeros(hi - lo, dtype=np.int64)
             if num_items:
                 shift += np.repeat(np.arange(first, last, dtype=np.int64) * num_items, degrees)
             np.add(items[lo:hi], shift, out=out[lo:hi], casting="unsafe")

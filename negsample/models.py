@@ -38,6 +38,25 @@ def _check_init_std(value: Any) -> float:
     return std
 
 
+def _broadcast_shapes(a: torch.Size, b: torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes`` for two shapes, in plain Python (several times faster).
+
+    Raises:
+        ValueError: If the shapes do not broadcast.
+    """
+    if a == b:
+        return a
+    width = max(len(a), len(b))
+    padded_a = (1,) * (width - len(a)) + tuple(a)
+    padded_b = (1,) * (width - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(padded_a, padded_b, strict=True):
+        if x != y and 1 not in (x, y):
+            raise ValueError(f"shapes {tuple(a)} and {tuple(b)} do not broadcast")
+        out.append(y if x == 1 else x)
+    return torch.Size(out)
+
+
 def _unexpand(users: torch.Tensor, items_shape: torch.Size, shape: torch.Size) -> torch.Tensor:
     """Drop the repeats of an expanded ``users`` view where broadcasting restores them.
 
@@ -49,7 +68,7 @@ def _unexpand(users: torch.Tensor, items_shape: torch.Size, shape: torch.Size) -
     for dim in range(users.ndim):
         if users.stride(dim) == 0 and users.shape[dim] > 1:
             narrowed = users.narrow(dim, 0, 1)
-            if torch.broadcast_shapes(narrowed.shape, items_shape) == shape:  # type: ignore[no-untyped-call]
+            if _broadcast_shapes(narrowed.shape, items_shape) == shape:
                 users = narrowed
     return users
 
@@ -208,8 +227,8 @@ class MFModel(nn.Module):
         users_t = self._user_ids(users)
         items_t = self._item_ids("items", items)
         try:
-            shape = torch.broadcast_shapes(users_t.shape, items_t.shape)  # type: ignore[no-untyped-call]
-        except RuntimeError as err:
+            shape = _broadcast_shapes(users_t.shape, items_t.shape)
+        except ValueError as err:
             raise ValueError(
                 f"users and items must broadcast together, got shapes {tuple(users_t.shape)} "
                 f"and {tuple(items_t.shape)}"

@@ -575,3 +575,19 @@ def test_l2_regularization_needs_integer_tensors() -> None:
         TypeError, match=r"neg_items must be an integer tensor of ids, got dtype torch\.float32"
     ):
         small_model().l2_regularization(torch.tensor([0]), torch.tensor([1]), torch.tensor([[1.0]]))
+
+
+@given(
+    st.lists(st.sampled_from([0, 1, 2, 3]), max_size=4),
+    st.lists(st.sampled_from([0, 1, 2, 3]), max_size=4),
+)
+def test_broadcast_shapes_agrees_with_torch(a: list[int], b: list[int]) -> None:
+    try:
+        expected = torch.broadcast_shapes(torch.Size(a), torch.Size(b))  # type: ignore[no-untyped-call]
+    except RuntimeError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError, match="do not broadcast"):
+            negsample.models._broadcast_shapes(torch.Size(a), torch.Size(b))
+    else:
+        assert negsample.models._broadcast_shapes(torch.Size(a), torch.Size(b)) == expected
