@@ -754,10 +754,11 @@ def _highest_slots(keys: torch.Tensor, k: int) -> torch.Tensor:
     if k > _ARGMIN_ROUNDS_MAX:
         return torch.topk(unique, k, dim=1).indices
     picks = []
-    for _ in range(k):
+    for round_ in range(k):
         pick = unique.argmax(dim=1, keepdim=True)
         picks.append(pick)
-        unique.scatter_(1, pick, _TAKEN_LOW)
+        if round_ + 1 < k:
+            unique.scatter_(1, pick, _TAKEN_LOW)
     return torch.cat(picks, dim=1)
 
 
@@ -792,10 +793,11 @@ def _smallest_free_slots(slot_keys: torch.Tensor, taken: torch.Tensor, k: int) -
     if k > _ARGMIN_ROUNDS_MAX:
         return torch.sort(keys, dim=1, stable=True).indices[:, :k]
     picks = []
-    for _ in range(k):
+    for round_ in range(k):
         pick = keys.argmin(dim=1, keepdim=True)
         picks.append(pick)
-        keys.scatter_(1, pick, _TAKEN)
+        if round_ + 1 < k:
+            keys.scatter_(1, pick, _TAKEN)
     return torch.cat(picks, dim=1)
 
 
