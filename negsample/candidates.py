@@ -104,9 +104,11 @@ class UniformCandidates:
 
     def to(self, device: torch.device | str) -> UniformCandidates:
         """The same distribution over ``index.to(device)``."""
+        device = torch.device(device)
         index = self.index.to(device)
-        if self._filter is not None and "pair_filter" not in index._derived:
-            index._derived["pair_filter"] = self._filter.to(torch.device(device))
+        moves = self._filter is not None and device.type in _COMPACTING_DEVICES
+        if moves and "pair_filter" not in index._derived:
+            index._derived["pair_filter"] = self._filter.to(device)  # type: ignore[union-attr]
         return UniformCandidates(index)
 
     def check(self, users: torch.Tensor) -> None:
@@ -186,12 +188,16 @@ class UniformCandidates:
 def _pair_filter(index: PositiveIndex) -> PairFilter | None:
     """The index's :class:`~negsample._filter.PairFilter`, built once per index.
 
-    ``None`` (every draw searched) for an index without positives, ids beyond
-    the filter's hash, or while ``torch.compile`` traces (the build runs NumPy).
+    ``None`` (every draw searched) on a device that does not compact the flagged
+    draws (it would go unused there), for an index without positives, for ids
+    beyond the filter's hash, or while ``torch.compile`` traces (the build runs
+    NumPy).
     """
     cached: PairFilter | None = index._derived.get("pair_filter")
     if cached is not None or torch.compiler.is_compiling():
         return cached
+    if index.device.type not in _COMPACTING_DEVICES:
+        return None
     if not (index.num_interactions and can_filter(index.num_users, index.num_items)):
         return None
     built = PairFilter(

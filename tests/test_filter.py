@@ -156,6 +156,8 @@ def test_the_filter_is_built_once_per_index_and_shared_by_its_sources() -> None:
 def test_moving_uniform_candidates_to_meta_moves_the_filter_without_reading_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # "meta" stands in for another device that compacts flagged draws.
+    monkeypatch.setattr(candidates_module, "_COMPACTING_DEVICES", ("cpu", "meta"))
     index = PositiveIndex.from_pairs([0, 0, 1, 2], [2, 7, 7, 0], num_items=9)
     source = UniformCandidates(index)
     assert source._filter is not None
@@ -167,8 +169,6 @@ def test_moving_uniform_candidates_to_meta_moves_the_filter_without_reading_valu
         monkeypatch.setattr(torch.Tensor, name, forbidden)
     monkeypatch.setattr(candidates_module, "PairFilter", forbidden)  # no rebuild either
     moved = source.to("meta")
-    users = torch.zeros(3, dtype=torch.int64, device="meta")
-    drawn = moved.draw(users, torch.zeros((3, 4), dtype=torch.int64, device="meta"))
     monkeypatch.undo()
 
     assert moved.index.device.type == "meta"
@@ -177,9 +177,20 @@ def test_moving_uniform_candidates_to_meta_moves_the_filter_without_reading_valu
     assert moved._filter._words.device.type == "meta"
     assert moved._filter._masks.device.type == "meta"
     assert moved.nbytes == source.nbytes
-    assert drawn.shape == (3, 4) and drawn.device.type == "meta"
     # The original stays where it was, with its own filter.
     assert source.index.device.type == "cpu" and source._filter._words.device.type == "cpu"
+
+
+def test_a_device_that_searches_every_draw_gets_no_filter() -> None:
+    # Without compaction (every device but the CPU) the filter would go unused.
+    index = PositiveIndex.from_pairs([0, 0, 1, 2], [2, 7, 7, 0], num_items=9)
+    on_meta = UniformCandidates(index).to("meta")
+    assert on_meta._filter is None and on_meta.nbytes == 0
+    assert "pair_filter" not in on_meta.index._derived
+    assert UniformCandidates(index.to("meta"))._filter is None
+    users = torch.zeros(3, dtype=torch.int64, device="meta")
+    drawn = on_meta.draw(users, torch.zeros((3, 4), dtype=torch.int64, device="meta"))
+    assert drawn.shape == (3, 4) and drawn.device.type == "meta"
 
 
 # ---------------------------------------------------------------------- uniform candidate draws
