@@ -118,27 +118,30 @@ class UniformCandidates:
     def draw(self, users: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """One candidate per entry of ``bits`` (``(B, k)``) for each row's user (``users`` 1-D).
 
-        See the class notes. On CPU (outside ``torch.compile``) only the draws
-        that the filter flags are searched; elsewhere every draw is, with the
-        same result and no data-dependent shapes (so no host synchronisation).
+        See the class notes. On CPU only the draws that the filter flags are
+        searched; elsewhere every draw is, with the same result and no
+        data-dependent shapes (so no host synchronisation).
         """
         num_items = self.index.num_items
         items = bits % num_items
-        if (
-            self._filter is not None
-            and items.device.type in _COMPACTING_DEVICES
-            and not torch.compiler.is_compiling()
-        ):
-            return self._draw_flagged(users, bits, items)
+        if self._filter is not None and items.device.type in _COMPACTING_DEVICES:
+            flagged: torch.Tensor = self._draw_flagged(users, bits, items)
+            return flagged
         users_bk = users[:, None].expand_as(bits)
         positive = self.index._is_positive(users_bk, items)
         redrawn = self.index._draw_complement(users, bits // num_items)
         return torch.where(positive, redrawn, items)
 
+    @torch.compiler.disable  # type: ignore[untyped-decorator]
     def _draw_flagged(
         self, users: torch.Tensor, bits: torch.Tensor, items: torch.Tensor
     ) -> torch.Tensor:
-        """:meth:`draw`, searching only where the filter says "maybe a positive"."""
+        """:meth:`draw`, searching only where the filter says "maybe a positive".
+
+        Its shapes depend on values (``torch.nonzero``), so ``torch.compile``
+        runs it eagerly, a graph break (an error under ``fullgraph=True``: see
+        the tutorial's compile section).
+        """
         width = bits.shape[1]
         maybe = self._filter.maybe_contains(users[:, None], items)  # type: ignore[union-attr]
         where = torch.nonzero(maybe.view(-1)).view(-1)

@@ -3,14 +3,22 @@
 What compiles (torch 2.13, CPU):
 
 * ``hard_negatives(..., validate=False)`` with a scorer that does not validate
-  either (``MFModel(validate=False)``): one graph, ``fullgraph=True``, under
-  inductor, ``aot_eager`` and ``eager``. Tested below with inductor on fixed draws.
+  either (``MFModel(validate=False)``), on the path every device but the CPU
+  takes (uniform candidates searched for every draw; here by emptying
+  ``negsample.candidates._COMPACTING_DEVICES``): one graph, ``fullgraph=True``,
+  under inductor, ``aot_eager`` and ``eager``. Tested below with inductor on
+  fixed draws.
 * ``sampler.sample`` with ``generator=None`` (torch's default generator) and
-  ``validate=False``: one graph, ``fullgraph=True``; the draws stay
-  ``aten.randint`` calls on the default generator, so a compiled sampler and an
-  eager one reproduce each other under the same ``torch.manual_seed``.
+  ``validate=False``, on that path: one graph, ``fullgraph=True``; the draws
+  stay ``aten.randint`` calls on the default generator, so a compiled sampler
+  and an eager one reproduce each other under the same ``torch.manual_seed``.
 
 Where it breaks (each is a graph break without ``fullgraph``, an error with it):
+
+* on the CPU, uniform candidates search only the draws that the pair filter
+  flags, gathered with ``torch.nonzero`` (data-dependent shapes); that step is
+  ``torch.compiler.disable``-d, so it runs eagerly between two graphs. Tested
+  below with inductor, without ``fullgraph``;
 
 * a seeded sampler (``generator=int`` or a ``torch.Generator``):
   ``torch.randint(..., generator=gen)`` is not traceable ("Failed to convert
@@ -38,6 +46,7 @@ import pytest
 import torch
 import torch._dynamo
 
+import negsample.candidates
 from negsample import HardNegativeSampler, MFModel, PositiveIndex
 from negsample.candidates import UniformCandidates
 from negsample.samplers import HardDraws, hard_negatives
@@ -107,7 +116,14 @@ def _has_tied_scores(model: MFModel, users: torch.Tensor, candidates: torch.Tens
     return bool((ordered[:, 1:] == ordered[:, :-1]).any())
 
 
+@pytest.fixture
+def every_draw_searched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uniform-candidate path of accelerators: no compaction, fixed shapes."""
+    monkeypatch.setattr(negsample.candidates, "_COMPACTING_DEVICES", ())
+
+
 @INDUCTOR
+@pytest.mark.usefixtures("every_draw_searched")
 def test_inductor_compiled_hard_negatives_equal_eager_on_the_same_draws() -> None:
     index = _index()
     model = _integer_model()
@@ -139,6 +155,7 @@ def test_inductor_compiled_hard_negatives_equal_eager_on_the_same_draws() -> Non
     assert _has_tied_scores(model, batches[-1][0], candidates)
 
 
+@pytest.mark.usefixtures("every_draw_searched")
 def test_compiled_sample_with_the_default_generator_is_one_graph_and_reproduces_eager() -> None:
     index = _index()
     model = _integer_model()
@@ -171,3 +188,29 @@ def test_compiled_seeded_sample_breaks_at_the_draws_and_still_matches_eager() ->
         actual = compiled(users)
         assert torch.equal(actual, eager.sample(users, model))
         _assert_no_positive(index, users, actual)
+
+
+@INDUCTOR
+def test_inductor_compiled_sampler_on_cpu_runs_the_filtered_draw_eagerly_and_matches() -> None:
+    index = _index()
+    model = _integer_model()
+    eager = HardNegativeSampler(index, M, HARD, RANDOM, generator=6, validate=False)
+    traced = HardNegativeSampler(index, M, HARD, RANDOM, generator=6, validate=False)
+    assert traced.candidates._filter is not None  # type: ignore[union-attr]
+    compiled = torch.compile(lambda users: traced.sample(users, model), dynamic=False)
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        users = torch.randint(0, NUM_USERS, (BATCH,), generator=gen)
+        actual = compiled(users)
+        assert torch.equal(actual, eager.sample(users, model))
+        _assert_no_positive(index, users, actual)
+
+    def select(users: torch.Tensor, draws: HardDraws) -> torch.Tensor:
+        return hard_negatives(
+            index, users, model, draws, num_hard=HARD, num_random=RANDOM, validate=False
+        )
+
+    # The only break left once the draws are given is the filtered draw itself.
+    one_graph = torch.compile(select, fullgraph=True, backend="eager")
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="_draw_flagged"):
+        one_graph(users, eager.draw(BATCH))
