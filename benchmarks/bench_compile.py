@@ -7,14 +7,20 @@ Usage::
 
 B=4096, M=10 candidates, 2 hard + 2 random, ``MFModel(dim=64, validate=False)``
 as the scorer, ``validate=False`` (the setting for a hot loop, and the one that
-compiles without graph breaks). Two ways to compile, each timed against its
-eager counterpart after warm-up (median of interleaved rounds):
+compiles without graph breaks from validation). Three ways to compile, each
+timed against its eager counterpart after warm-up (median of interleaved rounds):
 
 * ``torch.compile(sampler.sample)`` on a seeded sampler, what a user would write.
   The seeded ``torch.randint(..., generator=...)`` draws cannot be traced, so
-  they run eagerly (graph breaks) and the rest is one compiled graph.
-* ``torch.compile(hard_negatives, fullgraph=True)`` on given draws: the
-  deterministic part alone (complement draw, scoring, sorts, gather), one graph.
+  they run eagerly (graph breaks), and so does the CPU's filtered uniform draw
+  (``torch.nonzero``: data-dependent shapes); the rest is compiled.
+* ``torch.compile(hard_negatives)`` on given draws: the deterministic part
+  alone (candidate draw, scoring, selection, gather), with the same break at the
+  filtered draw.
+* the same with ``fullgraph=True`` on the path every device but the CPU takes
+  (every draw searched, fixed shapes; forced here by emptying
+  ``negsample.candidates._COMPACTING_DEVICES``), eager against compiled: one
+  graph.
 
 Also prints the compile time of each and how many rows the compiled version
 returns identically to eager on the same draws (the compiled scorer may sum the
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import load_index, machine, time_side_by_side
 
+import negsample.candidates
 from negsample import HardNegativeSampler, MFModel
 from negsample.samplers import HardDraws, hard_negatives
 
@@ -65,12 +73,29 @@ def main(argv: list[str] | None = None) -> None:
             index, users, model, draws, num_hard=HARD, num_random=RANDOM, validate=False
         )
 
+    def searching_every_draw(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            negsample.candidates._COMPACTING_DEVICES = ()
+            try:
+                return fn()
+            finally:
+                negsample.candidates._COMPACTING_DEVICES = compacting
+
+        return run
+
+    def select_fixed(users: torch.Tensor, draws: HardDraws) -> torch.Tensor:
+        return hard_negatives(
+            index, users, model, draws, num_hard=HARD, num_random=RANDOM, validate=False
+        )
+
+    compacting = negsample.candidates._COMPACTING_DEVICES
     eager_sampler = HardNegativeSampler(index, M, HARD, RANDOM, generator=0, validate=False)
     traced_sampler = HardNegativeSampler(index, M, HARD, RANDOM, generator=0, validate=False)
     draw_sampler = HardNegativeSampler(index, M, HARD, RANDOM, generator=2, validate=False)
     torch._dynamo.reset()
     compiled_sample = torch.compile(traced_sampler.sample, dynamic=False)
-    compiled_select = torch.compile(select, fullgraph=True, dynamic=False)
+    compiled_select = torch.compile(select, dynamic=False)
+    compiled_fixed = torch.compile(select_fixed, fullgraph=True, dynamic=False)
 
     compile_s = {}
     start = time.perf_counter()
@@ -80,21 +105,28 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     compiled_select(users, draws)
     compile_s["hard_negatives"] = time.perf_counter() - start
+    start = time.perf_counter()
+    searching_every_draw(lambda: compiled_fixed(users, draws))()
+    compile_s["fixed"] = time.perf_counter() - start
 
     # Same draws: the two seeded samplers advance in lockstep for these calls.
     same = [torch.equal(compiled_rows, eager_sampler.sample(users, model))]
     for _ in range(4):
         same.append(torch.equal(compiled_sample(users, model), eager_sampler.sample(users, model)))
-    rows_equal = 0
+    rows_equal = rows_equal_fixed = 0
     for _ in range(5):
         fixed = draw_sampler.draw(batch)
         rows_equal += int((compiled_select(users, fixed) == select(users, fixed)).all(1).sum())
+        on_fixed = searching_every_draw(lambda d=fixed: compiled_fixed(users, d))()
+        rows_equal_fixed += int((on_fixed == select(users, fixed)).all(1).sum())
 
     fns = {
         "sample eager": lambda: eager_sampler.sample(users, model),
         "sample compiled": lambda: compiled_sample(users, model),
         "hard_negatives eager": lambda: select(users, draws),
         "hard_negatives compiled": lambda: compiled_select(users, draws),
+        "fixed eager": searching_every_draw(lambda: select_fixed(users, draws)),
+        "fixed compiled": searching_every_draw(lambda: compiled_fixed(users, draws)),
     }
     ms = {
         name: 1e3 * t
@@ -113,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, key in (
         ("sampler.sample (seeded)", "sample"),
         ("hard_negatives (given draws)", "hard_negatives"),
+        ("every draw searched, fullgraph", "fixed"),
     ):
         eager, compiled = ms[f"{key} eager"], ms[f"{key} compiled"]
         print(
@@ -121,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(
         f"\nsame negatives as eager on the same draws: sampler.sample {sum(same)}/{len(same)} "
-        f"batches identical; hard_negatives {rows_equal}/{5 * batch} rows identical"
+        f"batches identical; hard_negatives {rows_equal}/{5 * batch} rows identical; "
+        f"every draw searched {rows_equal_fixed}/{5 * batch} rows identical"
     )
 
 
