@@ -43,12 +43,16 @@ def load_index(data: str | None) -> tuple[PositiveIndex, str]:
 def time_side_by_side(
     fns: dict[str, Callable[[], object]], repeats: dict[str, int], rounds: int = 5
 ) -> dict[str, float]:
-    """Median seconds per call of each function, interleaving them round by round."""
+    """Median seconds per call of each function, interleaving them round by round.
+
+    Each round calls every function once untimed just before timing it, so that
+    none is timed with the caches the previous function left cold (a slow peer
+    run just before would otherwise penalise whichever function follows it).
+    """
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up
     for _ in range(rounds):
         for name, fn in fns.items():
+            fn()  # warm-up: its own data back in the caches
             start = time.perf_counter()
             for _ in range(repeats[name]):
                 fn()
