@@ -99,7 +99,7 @@ class UniformCandidates:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held beyond the index: the membership filter."""
+        """The number of bytes this source holds beyond the index (its membership filter)."""
         return 0 if self._filter is None else self._filter.nbytes
 
     def to(self, device: torch.device | str) -> UniformCandidates:
