@@ -71,8 +71,9 @@ class UniformCandidates:
     ``1 / num_items + (|P_u| / num_items) / |C_u| = 1 / |C_u|``: exact, with a
     fixed amount of work and no rejection loop. The exact membership test and
     the complement search are only needed where a small filter over the
-    index's pairs (1 to 2 bytes per interaction, built here) says the item may
-    be a positive, about 4% of draws; on CPU only those are searched.
+    index's pairs says the item may be a positive, about 4% of draws; on CPU
+    only those are searched. The filter (1 to 2 bytes per interaction) is built
+    once per CPU index, by the first uniform source over it.
 
     Args:
         index: The users' known positives.
