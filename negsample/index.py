@@ -596,7 +596,7 @@ class PositiveIndex:
             return self._complement_items(users[:, None].expand_as(bits), ranks)
         start = self._indptr[users].to(self._position_dtype)[:, None]
         end = self._indptr[users + 1].to(self._position_dtype)[:, None]
-        ranks = bits % (self._num_items - (end - start))
+        ranks = bits % (self._num_items - (end - start).long())  # int64: num_items may be >= 2**31
         return ranks + _count_at_most(self._table, start, end, ranks, self._search_steps)
 
     def _complement_items(self, users: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:

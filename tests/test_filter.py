@@ -272,3 +272,26 @@ def test_every_non_positive_is_drawn_equally_often_over_a_full_cycle_of_bits() -
     assert torch.equal(fixed_shape_draw(source, users, bits), drawn)
     assert drawn[0].tolist() == source.reference_draw(0, bits[0].tolist())
     assert Counter(drawn[0].tolist()) == {1: 20, 3: 20, 4: 20}
+
+
+def test_ids_beyond_the_hash_range_get_no_filter_and_still_draw_exactly() -> None:
+    # Ids of 2**31 and more would overflow the filter's int64 hash: every draw is searched.
+    num_items = 2**31 + 10
+    positives = [2**31 + 1, 2**31 + 5]
+    index = PositiveIndex.from_pairs([0, 0], positives, num_items=num_items)
+    source = UniformCandidates(index)
+    assert source._filter is None and source.nbytes == 0
+    # bits that land on each positive in stage 1, and on non-positives around them
+    bits = torch.tensor([[2**31 + 1, 2**31 + 5, 2**31, 2**31 + 2, 3 * num_items + 2**31 + 5]])
+    drawn = source.draw(torch.tensor([0]), bits)
+    assert drawn.tolist() == [source.reference_draw(0, bits[0].tolist())]
+    assert not bool(index.contains(torch.tensor([[0]]), drawn).any())
+    # Positives fall back to the ((b // N) % n)-th non-positive: ranks 0, 0 and 3,
+    # which are items 0, 0 and 3 (every item below 2**31 + 1 is a non-positive).
+    assert drawn.tolist() == [[0, 0, 2**31, 2**31 + 2, 3]]
+    # The index's own rank map in int64 too (the complement has more than 2**31 items).
+    assert index.complement_size(torch.tensor([0])).tolist() == [num_items - 2]
+    last_ranks = torch.tensor([[num_items - 3, 2**31 + 1]])
+    assert index._draw_complement(torch.tensor([0]), last_ranks).tolist() == [
+        [num_items - 1, 2**31 + 2]
+    ]
