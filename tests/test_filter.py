@@ -97,17 +97,17 @@ def test_the_filter_flags_every_known_positive(case: Case) -> None:
     pair_filter = _pair_filter(case.index)
     if not pairs:
         assert pair_filter is None  # nothing to filter: every draw is searched
-        return
-    assert pair_filter is not None
-    users = torch.tensor([u for u, _ in pairs])
-    items = torch.tensor([i for _, i in pairs])
-    flagged = pair_filter.maybe_contains(users, items)
-    assert flagged.shape == users.shape and flagged.dtype == torch.bool
-    missed = [pairs[j] for j in torch.nonzero(~flagged).view(-1).tolist()]
-    assert not missed, f"false negatives {missed}"
-    # Broadcast (B, 1) x (B, k), the shape candidate draws query it with.
-    grid = pair_filter.maybe_contains(users[:, None], items[:, None].expand(-1, 3))
-    assert bool(grid.all())
+    else:
+        assert pair_filter is not None
+        users = torch.tensor([u for u, _ in pairs])
+        items = torch.tensor([i for _, i in pairs])
+        flagged = pair_filter.maybe_contains(users, items)
+        assert flagged.shape == users.shape and flagged.dtype == torch.bool
+        missed = [pairs[j] for j in torch.nonzero(~flagged).view(-1).tolist()]
+        assert not missed, f"false negatives {missed}"
+        # Broadcast (B, 1) x (B, k), the shape candidate draws query it with.
+        grid = pair_filter.maybe_contains(users[:, None], items[:, None].expand(-1, 3))
+        assert bool(grid.all())
 
 
 def test_the_filter_rules_out_most_non_positives_in_a_few_bytes_per_interaction() -> None:
