@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -124,37 +125,11 @@ class UniformCandidates:
         data-dependent shapes (so no host synchronisation).
         """
         num_items = self.index.num_items
-        items = bits % num_items
-        if self._filter is not None and items.device.type in _COMPACTING_DEVICES:
-            flagged: torch.Tensor = self._draw_flagged(users, bits, items)
-            return flagged
-        users_bk = users[:, None].expand_as(bits)
-        positive = self.index._is_positive(users_bk, items)
-        redrawn = self.index._draw_complement(users, bits // num_items)
-        return torch.where(positive, redrawn, items)
 
-    @torch.compiler.disable  # type: ignore[untyped-decorator]
-    def _draw_flagged(
-        self, users: torch.Tensor, bits: torch.Tensor, items: torch.Tensor
-    ) -> torch.Tensor:
-        """:meth:`draw`, searching only where the filter says "maybe a positive".
+        def second_stage(rows: torch.Tensor, take: _Take) -> torch.Tensor:
+            return self.index._draw_complement(rows, take(bits) // num_items)
 
-        Its shapes depend on values (``torch.nonzero``), so ``torch.compile``
-        runs it eagerly, a graph break (an error under ``fullgraph=True``: see
-        the tutorial's compile section).
-        """
-        width = bits.shape[1]
-        maybe = self._filter.maybe_contains(users[:, None], items)  # type: ignore[union-attr]
-        where = torch.nonzero(maybe.view(-1)).view(-1)
-        flat_items = items.view(-1)
-        if where.numel() == 0:  # a shape, not a value: no synchronisation
-            return items
-        flagged_users = users.index_select(0, where // width)
-        hit = self.index._is_positive(flagged_users, flat_items.index_select(0, where))
-        where, flagged_users = where[hit], flagged_users[hit]
-        rest = bits.view(-1).index_select(0, where) // self.index.num_items
-        redrawn = self.index._draw_complement(flagged_users, rest[:, None])
-        return flat_items.index_copy_(0, where, redrawn.view(-1)).view(bits.shape)
+        return _replace_positives(self.index, self._filter, users, bits % num_items, second_stage)
 
     def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``log q_u(i) = -log |C_u|`` (``float64``, shape of ``items``; ``users`` 1-D)."""
@@ -209,6 +184,65 @@ def _pair_filter(index: PositiveIndex) -> PairFilter | None:
     ).to(index.device)
     index._derived["pair_filter"] = built
     return built
+
+
+_Take = Callable[[torch.Tensor], torch.Tensor]
+"""Selects, from a ``(B, k)`` tensor, the entries a second stage is computed for, as ``(n, k')``."""
+
+
+def _replace_positives(
+    index: PositiveIndex,
+    pair_filter: PairFilter | None,
+    users: torch.Tensor,
+    first: torch.Tensor,
+    second: Callable[[torch.Tensor, _Take], torch.Tensor],
+) -> torch.Tensor:
+    """Each first-stage item that is not a positive of its row's user, else a second-stage item.
+
+    ``first`` is a fresh ``(B, k)`` ``int64`` tensor (it may be written into);
+    ``users`` the rows' users. ``second(rows, take)`` returns the second-stage
+    items for the entries that ``take`` selects from any ``(B, k)`` tensor, one
+    row of the result per user in ``rows``. On a device in
+    ``_COMPACTING_DEVICES`` with a filter, only the entries the filter flags are
+    tested and only the positives among them are redrawn; elsewhere every entry
+    is, with fixed shapes. Both give the same result.
+    """
+    if pair_filter is not None and first.device.type in _COMPACTING_DEVICES:
+        flagged: torch.Tensor = _replace_flagged(index, pair_filter, users, first, second)
+        return flagged
+    positive = index._is_positive(users[:, None].expand_as(first), first)
+    return torch.where(positive, second(users, lambda table: table), first)
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]
+def _replace_flagged(
+    index: PositiveIndex,
+    pair_filter: PairFilter,
+    users: torch.Tensor,
+    first: torch.Tensor,
+    second: Callable[[torch.Tensor, _Take], torch.Tensor],
+) -> torch.Tensor:
+    """:func:`_replace_positives`, testing only what the filter says may be a positive.
+
+    Its shapes depend on values (``torch.nonzero``), so ``torch.compile`` runs
+    it eagerly, a graph break (an error under ``fullgraph=True``: see the
+    tutorial's compile section).
+    """
+    width = first.shape[1]
+    maybe = pair_filter.maybe_contains(users[:, None], first)
+    where = torch.nonzero(maybe.view(-1)).view(-1)
+    if where.numel() == 0:  # a shape, not a value: no synchronisation
+        return first
+    flat = first.view(-1)
+    flagged_users = users.index_select(0, where // width)
+    hit = index._is_positive(flagged_users, flat.index_select(0, where))
+    where, flagged_users = where[hit], flagged_users[hit]
+
+    def take(table: torch.Tensor) -> torch.Tensor:
+        return table.reshape(-1).index_select(0, where)[:, None]
+
+    redrawn = second(flagged_users, take)
+    return flat.index_copy_(0, where, redrawn.view(-1)).view(first.shape)
 
 
 class PopularityCandidates:

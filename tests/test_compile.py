@@ -212,5 +212,5 @@ def test_inductor_compiled_sampler_on_cpu_runs_the_filtered_draw_eagerly_and_mat
 
     # The only break left once the draws are given is the filtered draw itself.
     one_graph = torch.compile(select, fullgraph=True, backend="eager")
-    with pytest.raises(torch._dynamo.exc.Unsupported, match="_draw_flagged"):
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="_replace_flagged"):
         one_graph(users, eager.draw(BATCH))

@@ -220,10 +220,7 @@ def test_the_compacting_cpu_path_equals_the_fixed_shape_path(
     source = UniformCandidates(case.index)
     bits_before = bits.clone()
     with mock.patch.object(
-        UniformCandidates,
-        "_draw_flagged",
-        autospec=True,
-        side_effect=UniformCandidates._draw_flagged,
+        candidates_module, "_replace_flagged", wraps=candidates_module._replace_flagged
     ) as compacting:
         default = source.draw(users, bits)
     if source._filter is not None:

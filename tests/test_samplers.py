@@ -341,13 +341,13 @@ def test_default_cpu_path_does_not_read_values_back_when_validation_is_off(
     # On CPU uniform candidates compact the draws the filter flags (torch.nonzero); that is
     # allowed there, reading values back is not.
     calls = []
-    draw_flagged = candidates_module.UniformCandidates._draw_flagged
+    replace_flagged = candidates_module._replace_flagged
 
-    def counted(self: Any, *args: Any) -> torch.Tensor:
+    def counted(*args: Any) -> torch.Tensor:
         calls.append(1)
-        return draw_flagged(self, *args)
+        return replace_flagged(*args)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(candidates_module.UniformCandidates, "_draw_flagged", counted)
+    monkeypatch.setattr(candidates_module, "_replace_flagged", counted)
     _sample_without_validation(strategy, monkeypatch)
     if strategy.get("candidates", "uniform") == "uniform":
         assert len(calls) == 3, "the compacting CPU path was not taken"  # hard, uniform, info
