@@ -293,6 +293,7 @@ class PopularityCandidates:
         self._build()  # on the CPU, then the tables go where the index lives
         for name in self._TABLES:
             setattr(self, name, getattr(self, name).to(index.device))
+        self._filter = _pair_filter(index)
 
     def _build(self) -> None:
         """Precompute the cumulative weights, on the CPU, once."""
@@ -360,9 +361,10 @@ class PopularityCandidates:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the precomputed tables (the index not included)."""
+        """Bytes of the precomputed tables and the index's pair filter (the index not included)."""
         tables = [getattr(self, name) for name in self._TABLES]
-        return sum(t.numel() * t.element_size() for t in tables)
+        pairs = 0 if self._filter is None else self._filter.nbytes
+        return pairs + sum(t.numel() * t.element_size() for t in tables)
 
     _TABLES = ("_weights", "_cumulative", "_totals", "_gap_cumulative", "_items", "_last_weighted")
 
@@ -373,6 +375,7 @@ class PopularityCandidates:
         moved.index = self.index.to(device)
         for name in self._TABLES:
             setattr(moved, name, getattr(self, name).to(device))
+        moved._filter = UniformCandidates(self.index).to(device)._filter
         return moved
 
     def check(self, users: torch.Tensor) -> None:
@@ -395,11 +398,29 @@ class PopularityCandidates:
 
         ``users`` is a 1-D ``int64`` tensor of users that :meth:`check` accepts;
         ``bits`` is ``(B, k)`` draws in ``[0, 2**62)``. Returns ``int64`` items.
+        Two stages, as for uniform candidates: ``t = U * W`` for a uniform
+        ``U`` and the catalogue's total weight ``W`` picks the item ``x`` with
+        ``C[x] <= t < C[x + 1]``; if ``x`` is a positive of the user, the
+        position of ``t`` inside ``x``'s weight, ``(t - C[x]) / w_x``, is a fresh
+        uniform for an exact draw from the complement.
         """
+        total = self._cumulative[-1:]
+        target = torch.minimum(_unit_interval(bits) * total, torch.nextafter(total, 0 * total))
+        first = torch.searchsorted(self._cumulative, target, right=True) - 1  # w > 0
+
+        def second_stage(rows: torch.Tensor, take: _Take) -> torch.Tensor:
+            item = take(first)
+            within = (take(target) - _gather(self._cumulative, item)) / _gather(self._weights, item)
+            return self._draw_from_complement(rows, within)
+
+        return _replace_positives(self.index, self._filter, users, first, second_stage)
+
+    def _draw_from_complement(self, users: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+        """The item at ``unit * W_u`` of each row's complement, ``unit`` ``(B, k)`` in ``[0, 1)``."""
         index = self.index
         totals = self._totals.index_select(0, users)[:, None]
-        # r uniform in [0, W_u), kept below W_u whatever the rounding of the product.
-        target = torch.minimum(_unit_interval(bits) * totals, torch.nextafter(totals, 0 * totals))
+        # r in [0, W_u), kept below W_u whatever the rounding of the product.
+        target = torch.minimum(unit * totals, torch.nextafter(totals, 0 * totals))
         start = index.indptr.index_select(0, users).long()[:, None]
         end = index.indptr.index_select(0, users + 1).long()[:, None]
         # The gap: k = #{j : E_j <= r}, counted within the row (position start + k).
@@ -437,11 +458,26 @@ class PopularityCandidates:
         return self._reference_rows[user]
 
     def reference_draw(self, user: int, bits: list[int]) -> list[int]:
-        """Inverse-CDF draws over the explicit complement list."""
+        """The two stages of :meth:`draw`, one ``b`` at a time.
+
+        Inverse CDF over the catalogue, then, for a positive, over the explicit
+        complement list.
+        """
         complement, cumulative = self._reference_row(user)
+        known = set(self.index.positives(user).tolist())
+        everything = self._cumulative.cpu().numpy()
+        weights = self._weights.cpu().numpy()
+        grand_total = float(everything[-1])
         total = float(cumulative[-1])
-        targets = [min(_unit_interval_scalar(b) * total, math.nextafter(total, 0.0)) for b in bits]
-        picks: list[int] = complement[np.searchsorted(cumulative, targets, side="right")].tolist()
+        picks = []
+        for b in bits:
+            t = min(_unit_interval_scalar(b) * grand_total, math.nextafter(grand_total, 0.0))
+            item = int(np.searchsorted(everything, t, side="right")) - 1
+            if item in known:
+                within = (t - float(everything[item])) / float(weights[item])
+                target = min(within * total, math.nextafter(total, 0.0))
+                item = int(complement[np.searchsorted(cumulative, target, side="right")])
+            picks.append(item)
         return picks
 
     def reference_log_prob(self, user: int, items: list[int]) -> list[float]:
