@@ -11,8 +11,10 @@ known positives of ``u``) and neither uses a rejection loop:
   ``r = (b // num_items) mod |C_u|``.
 * :class:`PopularityCandidates`: ``q_u(i) = w_i / W_u`` with
   ``w_i = popularity(i) ** alpha`` (popularity: the item's number of
-  interactions in the index) and ``W_u`` the total weight of ``C_u``. The
-  complement splits into the gaps between consecutive positives; a uniform
+  interactions in the index) and ``W_u`` the total weight of ``C_u``. Random
+  bits give an item drawn by weight over the whole catalogue (an alias table)
+  when it is not a positive of ``u``; else a draw from ``C_u`` itself: the
+  complement splits into the gaps between consecutive positives, and a uniform
   ``r`` in ``[0, W_u)`` picks the gap by a binary search over the row's
   cumulative gap weights, then the item inside the gap by a binary search over
   the items' global cumulative weights.
@@ -245,6 +247,36 @@ def _replace_flagged(
     return flat.index_copy_(0, where, redrawn.view(-1)).view(first.shape)
 
 
+def _alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction) for drawing ``i`` with probability ``w_i / W``.
+
+    Column ``c`` (chosen uniformly) keeps ``c`` with probability ``keep[c]``
+    and gives ``alias[c]`` otherwise. An item of weight 0 is never drawn:
+    ``keep`` is 0 in its column and no column has it as an alias.
+    """
+    n = weights.size
+    keep = np.zeros(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    total = float(weights.sum())
+    if n == 0 or total <= 0:
+        return keep, alias
+    scaled = (weights * (n / total)).tolist()
+    small = [i for i, v in enumerate(scaled) if v < 1.0]
+    large = [i for i, v in enumerate(scaled) if v >= 1.0]
+    while small and large:
+        short, tall = small.pop(), large.pop()
+        keep[short] = scaled[short]
+        alias[short] = tall
+        scaled[tall] = (scaled[tall] + scaled[short]) - 1.0
+        (small if scaled[tall] < 1.0 else large).append(tall)
+    for i in small + large:  # what rounding leaves over is (nearly) 1
+        keep[i] = 1.0
+    weightless = weights <= 0  # only possible among the leftovers through rounding
+    keep[weightless] = 0.0
+    alias[weightless & (alias == np.arange(n))] = int(np.argmax(weights))
+    return keep, alias
+
+
 class PopularityCandidates:
     """Proportional to item popularity over each user's non-positives: ``q_u(i) = w_i / W_u``.
 
@@ -262,7 +294,14 @@ class PopularityCandidates:
     ``1e-16 * num_items``) and 53-bit uniforms.
 
     Memory: one ``float64`` per interaction (each positive's cumulative gap
-    weight), plus one ``float64`` per user and three arrays per item.
+    weight) and a copy of the item ids, one ``float64`` per user, five arrays
+    per item (weights, cumulative weights, the alias table, the last weighted
+    item), and the index's pair filter (shared with uniform candidates).
+
+    Two stages (see :meth:`draw` and the algorithm page): an item drawn by
+    weight over the whole catalogue is kept unless it is a positive of the
+    user, which the pair filter rules out for most draws without a search;
+    a positive is replaced by an exact draw from the user's complement.
 
     Args:
         index: The users' known positives (also where popularity is counted).
@@ -344,6 +383,9 @@ class PopularityCandidates:
             index.indices.dtype
         )
         self._last_weighted = torch.from_numpy(last_weighted).to(index.indices.dtype)
+        keep, alias = _alias_table(weights)
+        self._alias_keep = torch.from_numpy(keep)
+        self._alias = torch.from_numpy(alias).to(index.indices.dtype)
         self._reference_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __repr__(self) -> str:
@@ -362,11 +404,20 @@ class PopularityCandidates:
     @property
     def nbytes(self) -> int:
         """Bytes of the precomputed tables and the index's pair filter (the index not included)."""
-        tables = [getattr(self, name) for name in self._TABLES]
+        tables: list[torch.Tensor] = [getattr(self, name) for name in self._TABLES]
         pairs = 0 if self._filter is None else self._filter.nbytes
         return pairs + sum(t.numel() * t.element_size() for t in tables)
 
-    _TABLES = ("_weights", "_cumulative", "_totals", "_gap_cumulative", "_items", "_last_weighted")
+    _TABLES = (
+        "_weights",
+        "_cumulative",
+        "_totals",
+        "_gap_cumulative",
+        "_items",
+        "_last_weighted",
+        "_alias_keep",
+        "_alias",
+    )
 
     def to(self, device: torch.device | str) -> PopularityCandidates:
         """The same distribution over ``index.to(device)``, tables moved, not recomputed."""
@@ -398,19 +449,24 @@ class PopularityCandidates:
 
         ``users`` is a 1-D ``int64`` tensor of users that :meth:`check` accepts;
         ``bits`` is ``(B, k)`` draws in ``[0, 2**62)``. Returns ``int64`` items.
-        Two stages, as for uniform candidates: ``t = U * W`` for a uniform
-        ``U`` and the catalogue's total weight ``W`` picks the item ``x`` with
-        ``C[x] <= t < C[x + 1]``; if ``x`` is a positive of the user, the
-        position of ``t`` inside ``x``'s weight, ``(t - C[x]) / w_x``, is a fresh
-        uniform for an exact draw from the complement.
+        Two stages, as for uniform candidates: a uniform ``U`` draws an item
+        ``x`` with probability ``w_x / W`` over the whole catalogue from an
+        alias table (column ``c = floor(U * N)``, kept with probability
+        ``keep[c]`` by the fraction ``f = U * N - c``, else ``alias[c]``); if
+        ``x`` is a positive of the user, ``f`` rescaled to ``[0, 1)`` within the
+        branch taken is a fresh uniform for an exact draw from the complement.
         """
-        total = self._cumulative[-1:]
-        target = torch.minimum(_unit_interval(bits) * total, torch.nextafter(total, 0 * total))
-        first = torch.searchsorted(self._cumulative, target, right=True) - 1  # w > 0
+        num_items = self.index.num_items
+        scaled = _unit_interval(bits) * num_items
+        column = scaled.long().clamp_(max=num_items - 1)
+        fraction = scaled - column
+        keep = _gather(self._alias_keep, column)
+        kept = fraction < keep
+        first = torch.where(kept, column, _gather(self._alias, column).long())
 
         def second_stage(rows: torch.Tensor, take: _Take) -> torch.Tensor:
-            item = take(first)
-            within = (take(target) - _gather(self._cumulative, item)) / _gather(self._weights, item)
+            f, p = take(fraction), take(keep)
+            within = torch.where(take(kept), f / p, (f - p) / (1.0 - p))
             return self._draw_from_complement(rows, within)
 
         return _replace_positives(self.index, self._filter, users, first, second_stage)
@@ -460,21 +516,25 @@ class PopularityCandidates:
     def reference_draw(self, user: int, bits: list[int]) -> list[int]:
         """The two stages of :meth:`draw`, one ``b`` at a time.
 
-        Inverse CDF over the catalogue, then, for a positive, over the explicit
-        complement list.
+        The alias table over the catalogue, then, for a positive, the inverse
+        CDF over the explicit complement list.
         """
         complement, cumulative = self._reference_row(user)
         known = set(self.index.positives(user).tolist())
-        everything = self._cumulative.cpu().numpy()
-        weights = self._weights.cpu().numpy()
-        grand_total = float(everything[-1])
+        keep_of = self._alias_keep.cpu().tolist()
+        alias_of = self._alias.cpu().tolist()
+        num_items = self.index.num_items
         total = float(cumulative[-1])
         picks = []
         for b in bits:
-            t = min(_unit_interval_scalar(b) * grand_total, math.nextafter(grand_total, 0.0))
-            item = int(np.searchsorted(everything, t, side="right")) - 1
+            scaled = _unit_interval_scalar(b) * num_items
+            column = min(int(scaled), num_items - 1)
+            fraction, keep = scaled - column, keep_of[column]
+            if fraction < keep:
+                item, within = column, fraction / keep
+            else:
+                item, within = alias_of[column], (fraction - keep) / (1.0 - keep)
             if item in known:
-                within = (t - float(everything[item])) / float(weights[item])
                 target = min(within * total, math.nextafter(total, 0.0))
                 item = int(complement[np.searchsorted(cumulative, target, side="right")])
             picks.append(item)

@@ -10,13 +10,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
-from negsample.candidates import PopularityCandidates, UniformCandidates, make_candidates
+from negsample.candidates import (
+    PopularityCandidates,
+    UniformCandidates,
+    _alias_table,
+    make_candidates,
+)
 from negsample.samplers import HardDraws, hard_negatives
 from tests.strategies import Case, batches, cases, table_scorer, tie_tables
 from tests.test_samplers import BACKENDS, assert_no_positive, draws_for, hard_configs
@@ -85,18 +91,51 @@ def test_popularity_draws_are_non_positive_items_of_positive_weight_on_both_path
         ].tolist() == pytest.approx([math.log(support[i]) for i in row], rel=1e-12, abs=1e-12)
 
 
+@given(
+    st.lists(
+        st.one_of(st.just(0.0), st.floats(1e-9, 1e9), st.integers(0, 50).map(float)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_the_alias_table_gives_each_item_its_weight_and_never_a_weightless_one(
+    weights: list[float],
+) -> None:
+    w = np.array(weights)
+    assume(w.sum() > 0)
+    keep, alias = _alias_table(w)
+    n = w.size
+    # Column c (probability 1/n) keeps c with probability keep[c], else gives alias[c].
+    probability = keep / n
+    np.add.at(probability, alias, (1.0 - keep) / n)
+    assert probability == pytest.approx(w / w.sum(), rel=1e-9, abs=1e-12)
+    weightless = w == 0
+    assert (keep[weightless] == 0).all()
+    assert not weightless[alias[keep < 1]].any()
+    assert ((keep >= 0) & (keep <= 1)).all()
+
+
 @given(data=st.data(), drawn=weighted_cases())
 def test_extreme_bits_stay_inside_the_complement(
     data: st.DataObject, drawn: tuple[Case, PopularityCandidates, torch.Tensor]
 ) -> None:
-    """The smallest and largest draws land on the first and last weighted non-positive."""
+    """Draws at the ends of the range, and at each alias column's edges, are weighted non-positives.
+
+    Where rounding could push a uniform onto a neighbour: ``U`` = 0 and the
+    largest ``U``, and ``U`` just below and at each column boundary ``c / N``.
+    """
     case, source, users = drawn
     assume(users.numel() > 0)
-    bits = torch.tensor([[0, 2**62 - 1]]).expand(users.numel(), 2)
+    edges = [0, 1, 2**62 - 2, 2**62 - 1]
+    for column in range(1, case.num_items):
+        at = (column * 2**62) // case.num_items
+        edges += [at - 1, at, at + 1]
+    bits = torch.tensor([edges]).expand(users.numel(), len(edges))
     out = source.draw(users, bits)
-    for user, (low, high) in zip(users.tolist(), out.tolist(), strict=True):
-        support = sorted(exact_popularity(case, source.alpha, user))
-        assert (low, high) == (support[0], support[-1])
+    for user, row, row_bits in zip(users.tolist(), out.tolist(), bits.tolist(), strict=True):
+        support = exact_popularity(case, source.alpha, user)
+        assert set(row) <= set(support), f"user {user}: {row} outside the support {support}"
+        assert row == source.reference_draw(user, row_bits)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
