@@ -4,10 +4,10 @@
 word and two bits in it; building sets those bits for every known positive, so
 a pair whose two bits are not both set is certainly not a positive (no false
 negatives, ever), while a set pair may be one (a false positive, about 4% of
-random pairs at the default size). Uniform candidate draws use it to skip the
-exact search for the ~96% of candidates that are plainly not positives (see
-:class:`~negsample.candidates.UniformCandidates`); the answer never depends on
-it, only the time does.
+random pairs at the default size). Candidate draws (uniform and popularity,
+see :mod:`negsample.candidates`) use it to skip the exact membership test for
+the ~96% of first-stage items that are plainly not positives; the answer never
+depends on it, only the time does.
 
 Memory: the number of words is the power of two at or above ``nnz / 4``
 (8 bits per interaction, rounded up), so 1 to 2 bytes per interaction.
