@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from negsample.index import _row_blocks
+
 __all__ = ["PairFilter"]
 
 _MUL_USER = 0x5BD1E995  # odd constants below 2**31: u * A + i * B < 2**63 for ids < 2**31
@@ -45,12 +47,11 @@ class PairFilter:
     """No false negatives over the positives of a CSR index; see the module notes.
 
     Args:
-        indptr: ``int64`` NumPy row pointers, ``num_users + 1`` of them.
+        indptr: ``int64`` NumPy row pointers, one more than the users (ids below ``2**31``).
         items: NumPy item ids of each row (ids below ``2**31``).
-        num_users: Number of rows (ids below ``2**31``).
     """
 
-    def __init__(self, indptr: np.ndarray, items: np.ndarray, num_users: int) -> None:
+    def __init__(self, indptr: np.ndarray, items: np.ndarray) -> None:
         nnz = items.size
         num_words = 1 << max(0, (nnz * _BITS_PER_PAIR // 32 - 1).bit_length())
         self._mask = num_words - 1
@@ -58,17 +59,10 @@ class PairFilter:
         words = np.zeros(num_words, dtype=np.int32)
         masks = self._masks.numpy()
         degrees = np.diff(indptr)
-        # Blocks of whole rows (a row longer than a block is a block of its own).
-        first = 0
-        while first < num_users:
-            end = int(np.searchsorted(indptr, indptr[first] + _BUILD_BLOCK, side="right")) - 1
-            last = min(max(end, first + 1), num_users)
-            lo, hi = int(indptr[first]), int(indptr[last])
-            if hi > lo:
-                users = torch.from_numpy(np.repeat(np.arange(first, last), degrees[first:last]))
-                hashed = _hash(users, torch.from_numpy(items[lo:hi]).long()).numpy()
-                np.bitwise_or.at(words, hashed & self._mask, masks[(hashed >> 33) & 1023])
-            first = last
+        for first, last, lo, hi in _row_blocks(indptr, _BUILD_BLOCK):
+            users = torch.from_numpy(np.repeat(np.arange(first, last), degrees[first:last]))
+            hashed = _hash(users, torch.from_numpy(items[lo:hi]).long()).numpy()
+            np.bitwise_or.at(words, hashed & self._mask, masks[(hashed >> 33) & 1023])
         self._words = torch.from_numpy(words)
 
     @property

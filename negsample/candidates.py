@@ -181,9 +181,8 @@ def _pair_filter(index: PositiveIndex) -> PairFilter | None:
         return None
     if not (index.num_interactions and can_filter(index.num_users, index.num_items)):
         return None
-    built = PairFilter(
-        index.indptr.cpu().numpy().astype(np.int64), index.indices.cpu().numpy(), index.num_users
-    ).to(index.device)
+    built = PairFilter(index.indptr.cpu().numpy().astype(np.int64), index.indices.cpu().numpy())
+    built = built.to(index.device)
     index._derived["pair_filter"] = built
     return built
 

@@ -22,7 +22,7 @@ the same ranks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -746,23 +746,33 @@ def _row_keys(
     ``_CHUNK`` interactions.
     """
     out = np.empty(items.size, dtype=items.dtype if dtype is None else dtype)
+    for first, last, lo, hi in _row_blocks(indptr, _CHUNK):
+        degrees = np.diff(indptr[first : last + 1])
+        if minus_position:
+            shift = np.repeat(indptr[first:last] - lo, degrees) - np.arange(hi - lo)
+        else:
+            shift = np.zeros(hi - lo, dtype=np.int64)
+        if num_items:
+            shift += np.repeat(np.arange(first, last, dtype=np.int64) * num_items, degrees)
+        np.add(items[lo:hi], shift, out=out[lo:hi], casting="unsafe")
+    return out
+
+
+def _row_blocks(indptr: np.ndarray, size: int) -> Iterator[tuple[int, int, int, int]]:
+    """Blocks of whole rows of about ``size`` interactions: ``(first, last, lo, hi)``.
+
+    Rows ``first .. last - 1`` hold interactions ``lo .. hi - 1`` (``hi > lo``);
+    a row longer than ``size`` is a block of its own, empty blocks are skipped.
+    """
     num_users = indptr.size - 1
     first = 0
     while first < num_users:
-        end = int(np.searchsorted(indptr, indptr[first] + _CHUNK, side="right")) - 1
+        end = int(np.searchsorted(indptr, indptr[first] + size, side="right")) - 1
         last = min(max(end, first + 1), num_users)
         lo, hi = int(indptr[first]), int(indptr[last])
         if hi > lo:
-            degrees = np.diff(indptr[first : last + 1])
-            if minus_position:
-                shift = np.repeat(indptr[first:last] - lo, degrees) - np.arange(hi - lo)
-            else:
-                shift = np.zeros(hi - lo, dtype=np.int64)
-            if num_items:
-                shift += np.repeat(np.arange(first, last, dtype=np.int64) * num_items, degrees)
-            np.add(items[lo:hi], shift, out=out[lo:hi], casting="unsafe")
+            yield first, last, lo, hi
         first = last
-    return out
 
 
 def _resolve_size(name: str, given: int | None, ids: np.ndarray, what: str) -> int:

@@ -753,12 +753,21 @@ def _highest_slots(keys: torch.Tensor, k: int) -> torch.Tensor:
     unique = _unique_score_keys(keys)
     if k > _ARGMIN_ROUNDS_MAX:
         return torch.topk(unique, k, dim=1).indices
+    return _rounds(unique, k, torch.argmax, _TAKEN_LOW)
+
+
+def _rounds(keys: torch.Tensor, k: int, pick: Any, taken: int) -> torch.Tensor:
+    """``k`` rounds of ``pick`` (``argmax`` / ``argmin``: the first slot among equal keys).
+
+    Each picked slot's key (in ``keys``, which is written into) is then set to
+    ``taken``, which no other key equals.
+    """
     picks = []
     for round_ in range(k):
-        pick = unique.argmax(dim=1, keepdim=True)
-        picks.append(pick)
+        chosen = pick(keys, dim=1, keepdim=True)
+        picks.append(chosen)
         if round_ + 1 < k:
-            unique.scatter_(1, pick, _TAKEN_LOW)
+            keys.scatter_(1, chosen, taken)
     return torch.cat(picks, dim=1)
 
 
@@ -792,13 +801,7 @@ def _smallest_free_slots(slot_keys: torch.Tensor, taken: torch.Tensor, k: int) -
     keys = slot_keys.scatter(1, taken, _TAKEN)
     if k > _ARGMIN_ROUNDS_MAX:
         return torch.sort(keys, dim=1, stable=True).indices[:, :k]
-    picks = []
-    for round_ in range(k):
-        pick = keys.argmin(dim=1, keepdim=True)
-        picks.append(pick)
-        if round_ + 1 < k:
-            keys.scatter_(1, pick, _TAKEN)
-    return torch.cat(picks, dim=1)
+    return _rounds(keys, k, torch.argmin, _TAKEN)
 
 
 def _hard_reference(
