@@ -425,7 +425,7 @@ class PopularityCandidates:
         moved.index = self.index.to(device)
         for name in self._TABLES:
             setattr(moved, name, getattr(self, name).to(device))
-        moved._filter = UniformCandidates(self.index).to(device)._filter
+        moved._filter = _pair_filter(moved.index)  # built on a CPU index, none elsewhere
         return moved
 
     def check(self, users: torch.Tensor) -> None:
