@@ -119,6 +119,10 @@ class UniformCandidates:
         """Raise :class:`~negsample.EmptyComplementError` for users with no negative."""
         self.index.check_samplable(users)
 
+    def _empty(self, users: torch.Tensor) -> torch.Tensor:
+        """Per valid user id, whether it has nothing to draw from (no host read-back)."""
+        return self.index._complement_sizes(users) <= 0
+
     def draw(self, users: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """One candidate per entry of ``bits`` (``(B, k)``) for each row's user (``users`` 1-D).
 
@@ -428,9 +432,13 @@ class PopularityCandidates:
         moved._filter = _pair_filter(moved.index)  # built on a CPU index, none elsewhere
         return moved
 
+    def _empty(self, users: torch.Tensor) -> torch.Tensor:
+        """Per valid user id, whether it has nothing to draw from (no host read-back)."""
+        return self._totals.index_select(0, users) <= 0
+
     def check(self, users: torch.Tensor) -> None:
         """Raise :class:`~negsample.EmptyComplementError` for users with no weighted negative."""
-        empty = self._totals[users] <= 0
+        empty = self._empty(users)
         if users.numel() and bool(empty.any()):
             bad = torch.unique(users[empty])
             raise EmptyComplementError(

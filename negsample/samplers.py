@@ -258,10 +258,18 @@ class _BaseSampler:
                 f"call sampler.to({str(users_t.device)!r}) once before sampling"
             )
         users_t = users_t.long()
-        if self.validate:
-            check_ids_in_range("users", users_t, self.index.num_users, "user")
-            self.candidates.check(users_t)
+        if self.validate and users_t.numel():
+            upper = self.index.num_users
+            # One read-back for both checks; the checks then name what is wrong.
+            if upper == 0 or bool(self._invalid(users_t, upper).any()):
+                check_ids_in_range("users", users_t, upper, "user")
+                self.candidates.check(users_t)
         return users_t
+
+    def _invalid(self, users: torch.Tensor, upper: int) -> torch.Tensor:
+        """Per user: out of range, or nothing to draw from (for ``upper >= 1`` users)."""
+        out_of_range = (users < 0) | (users >= upper)
+        return out_of_range | self.candidates._empty(users.clamp(0, upper - 1))
 
 
 class HardNegativeSampler(_BaseSampler):

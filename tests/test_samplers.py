@@ -584,3 +584,34 @@ def test_large_batches_are_scored_in_bounded_chunks_with_the_same_result() -> No
     assert seen == [28]
     with pytest.raises(ValueError, match="max_scores_per_call must be >= 1, got 0"):
         HardNegativeSampler(index, 4, 2, 1, max_scores_per_call=0)
+
+
+@pytest.mark.parametrize("candidates", ["uniform", "popularity"])
+def test_validation_reads_back_once_for_ids_and_complements_and_once_for_nan_scores(
+    monkeypatch: pytest.MonkeyPatch, candidates: str
+) -> None:
+    index = PositiveIndex.from_pairs([0, 1, 1, 2], [0, 1, 2, 3], num_items=6)
+    users = torch.tensor([0, 1, 2, 2])
+    uniform = UniformSampler(index, 3, candidates=candidates, generator=0)  # type: ignore[arg-type]
+    hard = HardNegativeSampler(index, 4, 1, 1, candidates=candidates, generator=0)  # type: ignore[arg-type]
+    table = torch.rand(3, 6)
+    reads = []
+    to_bool = torch.Tensor.__bool__
+
+    def counted(self: torch.Tensor) -> bool:
+        reads.append(1)
+        return to_bool(self)
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", counted)
+    uniform.sample(users)
+    after_uniform = len(reads)
+    hard.sample(users, table_scorer(table))
+    monkeypatch.undo()
+    assert after_uniform == 1  # ids in range and every user samplable: one read-back
+    assert len(reads) - after_uniform == 2  # the same, then the scores' NaN check
+    # Each problem is still named by its own check.
+    with pytest.raises(ValueError, match="users must be user ids in"):
+        uniform.sample(torch.tensor([0, 3]))
+    full = PositiveIndex.from_pairs([0, 0], [0, 1], num_items=2, num_users=2)
+    with pytest.raises(EmptyComplementError, match="user 0"):
+        UniformSampler(full, 1, generator=0).sample(torch.tensor([1, 0]))
