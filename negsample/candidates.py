@@ -390,6 +390,7 @@ class PopularityCandidates:
         self._alias_keep = torch.from_numpy(keep)
         self._alias = torch.from_numpy(alias).to(index.indices.dtype)
         self._reference_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._reference_alias = (keep.tolist(), alias.tolist())  # the oracle's plain lists
 
     def __repr__(self) -> str:
         return f"PopularityCandidates(alpha={self.alpha})"
@@ -528,8 +529,7 @@ class PopularityCandidates:
         """
         complement, cumulative = self._reference_row(user)
         known = set(self.index.positives(user).tolist())
-        keep_of = self._alias_keep.cpu().tolist()
-        alias_of = self._alias.cpu().tolist()
+        keep_of, alias_of = self._reference_alias
         num_items = self.index.num_items
         total = float(cumulative[-1])
         picks = []
