@@ -18,9 +18,9 @@ Example:
 from negsample import data, functional, metrics
 from negsample.errors import EmptyComplementError
 from negsample.index import PositiveIndex
-from negsample.losses import BCELoss, BPRLoss
+from negsample.losses import BCELoss, BPRLoss, SampledSoftmaxLoss
 from negsample.models import MFModel
-from negsample.samplers import HardNegativeSampler, UniformSampler
+from negsample.samplers import HardNegativeSampler, SharedNegativeSampler, UniformSampler
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,8 @@ __all__ = [
     "HardNegativeSampler",
     "MFModel",
     "PositiveIndex",
+    "SampledSoftmaxLoss",
+    "SharedNegativeSampler",
     "UniformSampler",
     "__version__",
     "data",

@@ -1,4 +1,4 @@
-"""Pairwise and pointwise ranking losses as plain functions: the maths lives here.
+"""Ranking losses as plain functions (pairwise, pointwise, sampled softmax): the maths lives here.
 
 :mod:`negsample.losses` wraps each function in a thin ``nn.Module``; both take
 the scores of a batch's positives, shape ``(B,)`` or ``(B, 1)``, and of its
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from negsample._checks import _short
 
-__all__ = ["Reduction", "bce_loss", "bpr_loss"]
+__all__ = ["Reduction", "bce_loss", "bpr_loss", "sampled_softmax_loss"]
 
 Reduction = Literal["mean", "sum", "none"]
 """How a loss combines its per-term values, ``"mean"``, ``"sum"`` or ``"none"``."""
@@ -209,4 +209,130 @@ def bce_loss(
     if weight is not None:
         neg_terms = neg_terms * weight
     terms = torch.cat([F.softplus(-pos), neg_terms], dim=1)
+    return _reduce(terms, reduction).to(out_dtype)
+
+
+def _check_temperature(temperature: Any) -> float:
+    """Return ``temperature`` as a float if it is a finite real ``> 0``."""
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"temperature must be a positive float, got {_short(temperature)} "
+            f"({type(temperature).__name__})"
+        )
+    value = float(temperature)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"temperature must be a finite float > 0, got {value}")
+    return value
+
+
+def _broadcast_to_negatives(name: str, value: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """``value`` broadcast to ``neg``'s ``(B, K)`` shape, or a ``ValueError`` naming it."""
+    if value.device != neg.device:
+        raise ValueError(f"{name} must be on the scores' device {neg.device}, got {value.device}")
+    try:
+        return value.expand(neg.shape) if value.ndim <= 2 else value.view(-1).expand(neg.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{name} must broadcast to the negatives' shape {tuple(neg.shape)}, "
+            f"got shape {tuple(value.shape)}"
+        ) from err
+
+
+def sampled_softmax_loss(
+    pos_scores: torch.Tensor,
+    neg_scores: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    log_q: torch.Tensor | float | None = None,
+    mask: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Sampled softmax (InfoNCE) loss of each positive against its row's negatives.
+
+    Per row, with temperature :math:`T`, positive score :math:`s^+` and
+    negative scores :math:`s_k`:
+
+    .. math::
+
+        \ell = -\frac{s^+}{T} + \log\Big(e^{s^+/T}
+              + \sum_{k \text{ not masked}} e^{s_k/T - \log q_k}\Big)
+
+    ``log_q`` is subtracted exactly as passed (no constant added). If the
+    ``K`` negatives of a row are drawn i.i.d. from a distribution :math:`q`,
+    passing ``log_q = log(K * q)`` makes the sum an unbiased estimate of
+    :math:`\sum_i e^{s_i/T}` over the items that are not masked, the full
+    softmax's normaliser (the "logQ correction"); ``log_q=None`` subtracts
+    nothing (the uncorrected sampled softmax). Masked negatives (``True`` in
+    ``mask``, e.g. known positives of the row's user) are left out of the sum;
+    a row whose negatives are all masked has loss 0 and zero gradients.
+
+    Computed with ``logsumexp``, stable for any finite scores; ``float16`` and
+    ``bfloat16`` inputs are computed in ``float32`` and the result cast back.
+
+    Args:
+        pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+        neg_scores: Scores of the negatives, shape ``(B, K)``.
+        temperature: :math:`T`, a finite float ``> 0``; scores are divided by it.
+        log_q: ``None``, a float, or a floating tensor broadcastable to
+            ``(B, K)`` (e.g. ``(K,)`` for candidates shared by every row),
+            subtracted from each ``s_k / T``.
+        mask: ``None`` or a bool tensor broadcastable to ``(B, K)``; ``True``
+            drops that negative.
+        reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"``
+            (the ``(B,)`` per-row losses).
+
+    Returns:
+        A scalar, or a ``(B,)`` tensor for ``reduction="none"``, in the
+        promoted dtype of the two score tensors.
+
+    Raises:
+        TypeError: If a score tensor or ``log_q`` is not floating point, ``mask``
+            is not a bool tensor, or ``temperature`` is not a real number.
+        ValueError: For an unknown ``reduction``, a non-positive or non-finite
+            ``temperature``, wrong or non-broadcastable shapes, an empty batch or
+            no negatives, or tensors on different devices.
+
+    Example:
+        >>> pos = torch.tensor([2.0, 0.0])
+        >>> neg = torch.tensor([[0.0, 1.0], [3.0, 3.0]])
+        >>> sampled_softmax_loss(pos, neg, reduction="none")
+        tensor([0.4076, 3.7177])
+        >>> mask = torch.tensor([[False, False], [True, True]])  # row 1: all masked
+        >>> sampled_softmax_loss(pos, neg, mask=mask, reduction="none")
+        tensor([0.4076, 0.0000])
+
+        With ``K`` uniform negatives out of ``N`` items, ``q = 1 / N`` and the
+        corrected sum estimates the normaliser over all ``N`` items:
+
+        >>> num_items, K = 1000, 2
+        >>> log_q = torch.log(torch.tensor(K / num_items))
+        >>> sampled_softmax_loss(pos, neg, log_q=log_q, reduction="none")
+        tensor([5.5318, 9.9078])
+    """
+    reduction = _check_reduction(reduction)
+    t = _check_temperature(temperature)
+    pos, neg, out_dtype = _check_scores(pos_scores, neg_scores)
+    if neg_scores.ndim != 2:
+        raise ValueError(f"neg_scores must have shape (B, K), got shape {tuple(neg_scores.shape)}")
+    logits = neg / t
+    shift: Any = log_q  # checked at run time: callers may pass anything
+    if isinstance(shift, torch.Tensor):
+        if not shift.is_floating_point():
+            raise TypeError(f"log_q must be a floating-point tensor, got dtype {shift.dtype}")
+        logits = logits - _broadcast_to_negatives("log_q", shift.to(neg.dtype), neg)
+    elif isinstance(shift, numbers.Real) and not isinstance(shift, (bool, np.bool_)):
+        logits = logits - float(shift)
+    elif shift is not None:
+        raise TypeError(
+            f"log_q must be None, a float or a floating-point tensor, got {_short(shift)}"
+        )
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(
+                f"mask must be a bool tensor, got "
+                f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}"
+            )
+        logits = logits.masked_fill(_broadcast_to_negatives("mask", mask, neg), -math.inf)
+    pos_logits = pos / t
+    terms = torch.logsumexp(torch.cat([pos_logits, logits], dim=1), dim=1) - pos_logits[:, 0]
     return _reduce(terms, reduction).to(out_dtype)

@@ -13,11 +13,13 @@ from negsample.functional import (
     Reduction,
     _check_neg_weight,
     _check_reduction,
+    _check_temperature,
     bce_loss,
     bpr_loss,
+    sampled_softmax_loss,
 )
 
-__all__ = ["BCELoss", "BPRLoss"]
+__all__ = ["BCELoss", "BPRLoss", "SampledSoftmaxLoss"]
 
 
 class BPRLoss(nn.Module):
@@ -92,3 +94,71 @@ class BCELoss(nn.Module):
     def extra_repr(self) -> str:
         """Show the options in the module's repr."""
         return f"reduction={self.reduction!r}, neg_weight={self.neg_weight!r}"
+
+
+class SampledSoftmaxLoss(nn.Module):
+    """Sampled softmax (InfoNCE) loss with temperature, logQ correction and a negative mask.
+
+    See :func:`negsample.functional.sampled_softmax_loss` for the formula, the
+    shapes and which ``log_q`` makes the sum an unbiased estimate of the full
+    softmax's normaliser. Pair it with
+    :class:`~negsample.SharedNegativeSampler`: its ``mask`` and ``log_prob``
+    go straight into ``forward``.
+
+    Args:
+        temperature: Scores are divided by it, a finite float ``> 0``.
+        reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"`` for
+            the ``(B,)`` per-row losses.
+
+    Raises:
+        ValueError: For an unknown ``reduction`` or a non-positive or
+            non-finite ``temperature``.
+        TypeError: If ``temperature`` is not a real number.
+
+    Example:
+        >>> loss_fn = SampledSoftmaxLoss(temperature=0.5)
+        >>> loss_fn
+        SampledSoftmaxLoss(temperature=0.5, reduction='mean')
+        >>> pos, neg = torch.tensor([1.0]), torch.tensor([[1.0, 0.0, 2.0]])
+        >>> loss_fn(pos, neg, mask=torch.tensor([[False, False, True]]))
+        tensor(0.7586)
+    """
+
+    def __init__(self, temperature: float = 1.0, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.temperature = _check_temperature(temperature)
+        self.reduction: Reduction = _check_reduction(reduction)
+
+    def forward(
+        self,
+        pos_scores: torch.Tensor,
+        neg_scores: torch.Tensor,
+        *,
+        log_q: torch.Tensor | float | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Loss of positives against negatives, each row over its unmasked negatives.
+
+        Args:
+            pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+            neg_scores: Scores of the negatives, shape ``(B, K)``.
+            log_q: ``None``, a float, or a floating tensor broadcastable to
+                ``(B, K)``, subtracted from each ``neg / temperature``.
+            mask: ``None`` or a bool tensor broadcastable to ``(B, K)``;
+                ``True`` drops that negative.
+
+        Returns:
+            A scalar, or ``(B,)`` for ``reduction="none"``.
+        """
+        return sampled_softmax_loss(
+            pos_scores,
+            neg_scores,
+            temperature=self.temperature,
+            log_q=log_q,
+            mask=mask,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """Show the options in the module's repr."""
+        return f"temperature={self.temperature!r}, reduction={self.reduction!r}"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from negsample._checks import _short, check_ids_in_range, check_int, is_integer_dtype
@@ -18,6 +19,10 @@ __all__ = ["MFModel"]
 
 # Rows of users scored at once by ``recommend``: about 2**24 scores per chunk.
 _RECOMMEND_CHUNK_SCORES = 2**24
+
+Similarity = Literal["dot", "cosine"]
+"""How :class:`MFModel` scores a pair: ``"dot"`` product or ``"cosine"`` similarity."""
+_SIMILARITIES = ("dot", "cosine")
 
 
 def _ids(name: str, value: Any) -> torch.Tensor:
@@ -74,13 +79,18 @@ def _unexpand(users: torch.Tensor, items_shape: torch.Size, shape: torch.Size) -
 
 
 class MFModel(nn.Module):
-    """Matrix factorisation: ``score(u, i) = <e_u, e_i> (+ b_i)``.
+    """Matrix factorisation: ``score(u, i) = <e_u, e_i> (+ b_i)``, or the cosine of the two.
 
     Users and items get ``dim``-dimensional embeddings drawn from
     ``N(0, init_std**2)`` (seed with ``torch.manual_seed`` for a reproducible
     start). With ``bias=True`` each item also gets a bias, initialised to zero.
     There is no user bias: it would add the same constant to all of a user's
     scores, which changes no ranking and no pairwise (BPR) loss.
+
+    With ``similarity="cosine"`` the score is ``<e_u, e_i> / (|e_u| |e_i|)``
+    (plus the bias), in ``[-1, 1]``: the scoring that softmax losses with a
+    temperature use (see :class:`~negsample.SampledSoftmaxLoss`). ``forward``,
+    :meth:`score_all` and :meth:`recommend` all score the same way.
 
     The model is a scorer for the samplers: ``model(users, items)`` scores
     pairs elementwise, broadcasting ``users`` against ``items``.
@@ -97,12 +107,15 @@ class MFModel(nn.Module):
             known good. Dtype, shape and device checks always run.
         dtype: Floating dtype of the parameters (default: torch's default dtype).
         device: Device of the parameters.
+        similarity: ``"dot"`` (the inner product) or ``"cosine"`` (the inner
+            product of the L2-normalised embeddings; a zero embedding scores 0).
 
     Attributes:
         user_embedding: ``nn.Embedding(num_users, dim)``.
         item_embedding: ``nn.Embedding(num_items, dim)``.
         item_bias: ``nn.Parameter`` of shape ``(num_items,)``, or ``None``.
         validate: Whether calls check id ranges.
+        similarity: ``"dot"`` or ``"cosine"``.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -113,6 +126,9 @@ class MFModel(nn.Module):
         torch.Size([2, 3])
         >>> model.recommend(torch.tensor([0, 1]), k=2).shape
         torch.Size([2, 2])
+        >>> cosine = MFModel(num_users=3, num_items=5, dim=4, similarity="cosine")
+        >>> bool(cosine(torch.tensor([0, 1, 2]), torch.tensor([1, 4, 0])).abs().max() <= 1)
+        True
     """
 
     item_bias: nn.Parameter | None
@@ -128,8 +144,12 @@ class MFModel(nn.Module):
         validate: bool = True,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        similarity: Similarity = "dot",
     ) -> None:
         super().__init__()
+        if not isinstance(similarity, str) or similarity not in _SIMILARITIES:
+            raise ValueError(f"similarity must be one of {_SIMILARITIES}, got {_short(similarity)}")
+        self.similarity: Similarity = similarity
         num_users = check_int("num_users", num_users, minimum=1)
         num_items = check_int("num_items", num_items, minimum=1)
         dim = check_int("dim", dim, minimum=1)
@@ -174,6 +194,7 @@ class MFModel(nn.Module):
         return (
             f"num_users={self.num_users}, num_items={self.num_items}, dim={self.dim}, "
             f"bias={self.item_bias is not None}, validate={self.validate}"
+            + (f", similarity={self.similarity!r}" if self.similarity != "dot" else "")
         )
 
     # ------------------------------------------------------------------ checks
@@ -200,6 +221,11 @@ class MFModel(nn.Module):
         return items_t.long()
 
     # ------------------------------------------------------------------ scoring
+
+    def _vectors(self, table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings of ``ids``, L2-normalised for cosine similarity."""
+        vectors: torch.Tensor = table(ids)
+        return F.normalize(vectors, dim=-1) if self.similarity == "cosine" else vectors
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Score ``(user, item)`` pairs elementwise, broadcasting ``users`` against ``items``.
@@ -234,9 +260,12 @@ class MFModel(nn.Module):
                 f"and {tuple(items_t.shape)}"
             ) from err
         users_t = _unexpand(users_t, items_t.shape, shape)
-        user_vectors: torch.Tensor = self.user_embedding(users_t)
-        item_vectors: torch.Tensor = self.item_embedding(items_t)
-        if users_t.ndim and users_t.shape[-1] == 1 and items_t.ndim and items_t.shape[-1] > 1:
+        user_vectors = self._vectors(self.user_embedding, users_t)
+        item_vectors = self._vectors(self.item_embedding, items_t)
+        if users_t.ndim == 2 and items_t.ndim == 2 and users_t.shape[1] == items_t.shape[0] == 1:
+            # Every user against one shared row of items: one matrix product.
+            scores = user_vectors[:, 0] @ item_vectors[0].T
+        elif users_t.ndim and users_t.shape[-1] == 1 and items_t.ndim and items_t.shape[-1] > 1:
             # One user against a row of items: a batched matrix-vector product is
             # about twice as fast as a broadcast multiply and sum.
             scores = torch.matmul(item_vectors, user_vectors.transpose(-1, -2)).squeeze(-1)
@@ -271,8 +300,11 @@ class MFModel(nn.Module):
         users_t = self._user_ids(users)
         if users_t.ndim != 1:
             raise ValueError(f"users must be 1-D, got shape {tuple(users_t.shape)}")
-        user_vectors: torch.Tensor = self.user_embedding(users_t)
-        scores = user_vectors @ self.item_embedding.weight.T
+        user_vectors = self._vectors(self.user_embedding, users_t)
+        item_vectors = self.item_embedding.weight
+        if self.similarity == "cosine":
+            item_vectors = F.normalize(item_vectors, dim=-1)
+        scores = user_vectors @ item_vectors.T
         if self.item_bias is not None:
             scores = scores + self.item_bias
         return scores

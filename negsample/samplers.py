@@ -40,6 +40,7 @@ from typing import Any, Literal, NamedTuple, overload
 import torch
 from typing_extensions import Self
 
+from negsample import candidates as _candidates_module
 from negsample._checks import _short, as_index_tensor, check_ids_in_range, check_int, make_generator
 from negsample._random import draw_bits, resolve_generator
 from negsample.candidates import CandidateSource, UniformCandidates, make_candidates
@@ -50,6 +51,8 @@ __all__ = [
     "HardNegativeSampler",
     "NegativeSample",
     "Scorer",
+    "SharedNegativeSampler",
+    "SharedNegatives",
     "UniformSampler",
     "hard_negatives",
 ]
@@ -944,3 +947,368 @@ def _uniform_reference(
     if not return_info:
         return items, None
     return items, torch.tensor(log_probs, dtype=torch.float64, device=device).reshape(bits.shape)
+
+
+# ---------------------------------------------------------------------- shared candidates
+
+
+@dataclass(frozen=True)
+class SharedNegatives:
+    """Negatives shared by every row of a batch, with the exact mask of known positives.
+
+    What :meth:`SharedNegativeSampler.sample` and
+    :meth:`SharedNegativeSampler.in_batch` return. Score them all at once with
+    ``model(users[:, None], negatives.items[None, :])`` (a ``(B, K)`` matrix)
+    and pass ``mask`` and ``log_prob`` to
+    :class:`~negsample.SampledSoftmaxLoss`. Nothing here synchronises with the
+    host until you read a value.
+
+    Attributes:
+        items: ``(K,)`` ``int64`` candidate items, the same for every row
+            (repeats possible).
+        mask: ``(B, K)`` bool, ``True`` exactly where ``items[k]`` is a known
+            positive of row ``b``'s user (every copy of a repeated id): the
+            negatives a loss must drop.
+        log_prob: ``(K,)`` log-probability of one draw giving ``items[k]``
+            (``log q``), in torch's default float dtype. For ``K`` i.i.d. draws,
+            ``log_prob + log(K)`` is the ``log_q`` that makes a sampled
+            softmax's sum an unbiased estimate of the full normaliser.
+
+    Example:
+        >>> index = PositiveIndex.from_dict({0: [1], 1: [2, 3]}, num_items=4)
+        >>> sampler = SharedNegativeSampler(index, num_negatives=3, generator=0)
+        >>> negatives = sampler.sample(torch.tensor([0, 1]))
+        >>> negatives.items.shape, negatives.mask.shape, negatives.log_prob.shape
+        (torch.Size([3]), torch.Size([2, 3]), torch.Size([3]))
+        >>> torch.equal(negatives.mask[1], (negatives.items == 2) | (negatives.items == 3))
+        True
+    """
+
+    items: torch.Tensor
+    mask: torch.Tensor
+    log_prob: torch.Tensor
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedNegatives(items={tuple(self.items.shape)}, mask={tuple(self.mask.shape)}, "
+            f"log_prob={tuple(self.log_prob.shape)})"
+        )
+
+
+class SharedNegativeSampler(_BaseSampler):
+    """Candidates shared by every row of a batch, for softmax losses over many negatives.
+
+    ``sample(users)`` draws ``num_negatives`` (``K``) items i.i.d. from the whole
+    catalogue (uniform, or proportional to ``popularity ** alpha``), the same
+    ``K`` for every row, and returns them with a ``(B, K)`` mask that is
+    ``True`` exactly where a candidate is a known positive of the row's user.
+    Scoring is then one ``(B, d) x (d, K)`` matrix product instead of a gather
+    of ``B x K`` item rows, so ``K`` can be in the thousands.
+
+    Unlike the per-row samplers, the candidates are not restricted to each
+    user's complement: a known positive can be drawn, and the mask says where,
+    so that the loss drops it. A user with every item as a positive gets a row
+    that is all mask (a finite loss of 0 with
+    :class:`~negsample.SampledSoftmaxLoss`), not an error.
+
+    The mask costs ``O(sum of the batch users' degrees * log K)`` for the
+    searches (each row's positives are searched in the ``K`` sorted
+    candidates, never the ``B x K`` pairs in the index) plus ``O(B x K)`` to
+    lay it out. On the CPU the rows' positives are gathered exactly; on other
+    devices each row is padded to the index's ``max_degree``, which keeps the
+    shapes fixed (no host synchronisation with ``validate=False``).
+
+    :meth:`in_batch` builds the same kind of negatives from the batch's own
+    positive items (in-batch negatives), masked in the same exact way.
+
+    Args:
+        index: The users' known positives (also where popularity is counted).
+        num_negatives: ``K``, the candidates per call, ``>= 1``.
+        candidates: ``"uniform"`` (``q(i) = 1 / num_items``) or
+            ``"popularity"`` (``q(i) = w_i / sum_j w_j`` with
+            ``w_i = popularity(i) ** alpha``; an item nobody interacted with is
+            never drawn when ``alpha > 0``).
+        alpha: The popularity exponent in ``[0, 1]`` (default 0.75), popularity only.
+        backend: ``"vectorized"`` (batched, no loop over rows) or
+            ``"reference"`` (a per-row loop over Python sets building the mask;
+            the oracle). Both return identical tensors for the same generator state.
+        generator: ``None`` (torch's default generator), an int seed, or a
+            ``torch.Generator``.
+        validate: Check user (and, for :meth:`in_batch` and :meth:`mask`, item)
+            ids at every call, which reads values back from the device; set
+            ``False`` in a hot loop once the data is known good.
+
+    Raises:
+        TypeError: If ``index`` is not a :class:`~negsample.PositiveIndex` or an
+            option has the wrong type.
+        ValueError: For ``num_negatives < 1``, an unknown ``candidates`` or
+            ``backend``, or an ``alpha`` outside ``[0, 1]`` (or given for
+            uniform candidates).
+
+    Example:
+        >>> from negsample import MFModel, SampledSoftmaxLoss
+        >>> index = PositiveIndex.from_dict({0: [1, 2], 1: [0]}, num_items=50)
+        >>> model = MFModel(index.num_users, index.num_items, dim=8, similarity="cosine")
+        >>> sampler = SharedNegativeSampler(index, num_negatives=16, generator=0)
+        >>> users, pos_items = torch.tensor([0, 1]), torch.tensor([1, 0])
+        >>> negatives = sampler.sample(users)
+        >>> neg_scores = model(users[:, None], negatives.items[None, :])
+        >>> neg_scores.shape
+        torch.Size([2, 16])
+        >>> log_q = negatives.log_prob + math.log(16)  # log(K q): the logQ correction
+        >>> loss = SampledSoftmaxLoss(temperature=0.1)(
+        ...     model(users, pos_items), neg_scores, log_q=log_q, mask=negatives.mask
+        ... )
+        >>> bool(torch.isfinite(loss))
+        True
+    """
+
+    def __init__(
+        self,
+        index: PositiveIndex,
+        num_negatives: int,
+        *,
+        candidates: Literal["uniform", "popularity"] = "uniform",
+        alpha: float | None = None,
+        backend: Backend = "vectorized",
+        generator: torch.Generator | int | None = None,
+        validate: bool = True,
+    ) -> None:
+        super().__init__(
+            index,
+            candidates=candidates,
+            alpha=alpha,
+            backend=backend,
+            generator=generator,
+            validate=validate,
+        )
+        self.num_negatives = check_int("num_negatives", num_negatives, minimum=1)
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedNegativeSampler(num_negatives={self.num_negatives}, "
+            f"{self._candidates_repr()}backend={self.backend!r}, validate={self.validate})"
+        )
+
+    def _invalid(self, users: torch.Tensor, upper: int) -> torch.Tensor:
+        """Only out-of-range ids: a user without non-positives just gets a fully masked row."""
+        return (users < 0) | (users >= upper)
+
+    def draw(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Draw the ``(num_negatives,)`` random bits of one call (see :meth:`items_from_bits`)."""
+        device = torch.device(device)
+        return draw_bits(self._generator_for(device), (self.num_negatives,), device)
+
+    def items_from_bits(self, bits: torch.Tensor) -> torch.Tensor:
+        """The candidates that the bits of :meth:`draw` give, ``int64``, the shape of ``bits``.
+
+        Uniform: ``bits % num_items``. Popularity: Walker's alias table over the
+        catalogue (a column from the uniform ``U = bits / 2**62``, kept or
+        replaced by its alias by the fraction within the column), the same
+        first stage as :class:`~negsample.candidates.PopularityCandidates`.
+        """
+        num_items = self.index.num_items
+        if isinstance(self.candidates, UniformCandidates):
+            return bits % num_items
+        source = self.candidates
+        scaled = (bits >> 9).to(torch.float64) * (2.0**-53) * num_items
+        column = scaled.long().clamp_(max=num_items - 1)
+        keep = source._alias_keep.index_select(0, column)
+        alias = source._alias.index_select(0, column).long()
+        return torch.where(scaled - column < keep, column, alias)
+
+    def log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        """``log q(item)`` of one catalogue draw, in torch's default float dtype."""
+        num_items = self.index.num_items
+        if isinstance(self.candidates, UniformCandidates):
+            return torch.full(
+                items.shape,
+                -math.log(num_items),
+                dtype=torch.get_default_dtype(),
+                device=items.device,
+            )
+        weights = self.candidates._weights
+        log_weights = torch.log(weights.index_select(0, items.reshape(-1)))
+        return (
+            (log_weights - torch.log(weights.sum())).view(items.shape).to(torch.get_default_dtype())
+        )
+
+    def sample(self, users: Any) -> SharedNegatives:
+        """Draw ``num_negatives`` shared candidates and mask each row's known positives.
+
+        Args:
+            users: 1-D integer tensor of ``B`` user ids (on the index's device).
+
+        Returns:
+            :class:`SharedNegatives` with ``items`` ``(K,)``, ``mask`` ``(B, K)``
+            and ``log_prob`` ``(K,)``.
+
+        Raises:
+            TypeError: If ``users`` does not hold integer ids.
+            ValueError: If ``users`` is not 1-D or is on another device than the
+                index, or (with ``validate``) holds an out-of-range id.
+        """
+        users_t = self._check_users(users)
+        items = self.items_from_bits(self.draw(users_t.device))
+        return SharedNegatives(items, self._mask(users_t, items), self.log_prob(items))
+
+    def mask(self, users: Any, items: Any) -> torch.Tensor:
+        """``(B, K)`` bool: ``True`` where ``items[k]`` is a known positive of ``users[b]``.
+
+        The exact mask for any items scored by every row, e.g. candidates you
+        drew yourself.
+
+        Args:
+            users: 1-D integer tensor of ``B`` user ids.
+            items: 1-D integer tensor of ``K`` item ids, repeats allowed.
+
+        Returns:
+            A ``(B, K)`` bool tensor on the index's device.
+
+        Raises:
+            TypeError: If ``users`` or ``items`` does not hold integer ids.
+            ValueError: For wrong shapes or devices, or (with ``validate``) ids out of range.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [1], 1: [0, 2]}, num_items=3)
+            >>> sampler = SharedNegativeSampler(index, 1)
+            >>> sampler.mask(torch.tensor([0, 1]), torch.tensor([2, 1, 2, 0])).tolist()
+            [[False, True, False, False], [True, False, True, True]]
+        """
+        users_t = self._check_users(users)
+        items_t = self._check_items("items", items)
+        return self._mask(users_t, items_t)
+
+    def in_batch(self, users: Any, pos_items: Any) -> SharedNegatives:
+        """In-batch negatives: every row's positive item as a negative for every row.
+
+        ``items`` is ``pos_items`` itself; ``mask[b, j]`` is ``True`` exactly
+        where ``pos_items[j]`` is a known positive of ``users[b]`` (so the
+        diagonal, and every other row's item that ``users[b]`` also has, not
+        only copies of the same id); ``log_prob`` is ``log(popularity / nnz)``,
+        the probability that a training pair drawn uniformly at random has
+        that item, which is how the items of a batch of uniformly shuffled
+        training pairs are drawn.
+
+        Args:
+            users: 1-D integer tensor of the batch's ``B`` user ids.
+            pos_items: 1-D integer tensor of the ``B`` positive items.
+
+        Returns:
+            :class:`SharedNegatives` with ``items`` ``(B,)``, ``mask`` ``(B, B)``
+            and ``log_prob`` ``(B,)``. Concatenate it with :meth:`sample`'s along
+            the candidates to use both kinds (see the docs for the correction).
+
+        Raises:
+            TypeError: If an argument does not hold integer ids.
+            ValueError: For wrong shapes or devices, differing lengths, or (with
+                ``validate``) ids out of range.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [1, 2], 1: [2]}, num_items=3)
+            >>> sampler = SharedNegativeSampler(index, 1)
+            >>> sampler.in_batch(torch.tensor([0, 1]), torch.tensor([1, 2])).mask.tolist()
+            [[True, True], [False, True]]
+        """
+        users_t = self._check_users(users)
+        items_t = self._check_items("pos_items", pos_items)
+        if items_t.numel() != users_t.numel():
+            raise ValueError(
+                f"pos_items must have one item per user: got {items_t.numel()} items for "
+                f"{users_t.numel()} users"
+            )
+        return SharedNegatives(
+            items_t, self._mask(users_t, items_t), self._in_batch_log_prob(items_t)
+        )
+
+    def _in_batch_log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        popularity = self.index._derived.get("popularity")
+        if popularity is None or popularity.device != self.index.device:
+            positions = torch.arange(self.index.num_interactions, device=self.index.device)
+            counts = torch.bincount(self.index._items_at(positions), minlength=self.index.num_items)
+            popularity = counts.to(torch.float64)
+            self.index._derived["popularity"] = popularity
+        total = max(self.index.num_interactions, 1)
+        return (torch.log(popularity.index_select(0, items)) - math.log(total)).to(
+            torch.get_default_dtype()
+        )
+
+    def _check_items(self, name: str, items: Any) -> torch.Tensor:
+        items_t = as_index_tensor(name, items)
+        if items_t.ndim != 1:
+            raise ValueError(
+                f"{name} must be a 1-D tensor of item ids, got shape {tuple(items_t.shape)}"
+            )
+        if items_t.device != self.index.device:
+            raise ValueError(
+                f"{name} are on {items_t.device} but the index is on {self.index.device}"
+            )
+        if self.validate:
+            check_ids_in_range(name, items_t, self.index.num_items, "item")
+        return items_t.long()
+
+    def _mask(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        if self.backend == "reference":
+            return _shared_mask_reference(self.index, users, items)
+        return _shared_mask(self.index, users, items)
+
+
+def _shared_mask_reference(
+    index: PositiveIndex, users: torch.Tensor, items: torch.Tensor
+) -> torch.Tensor:
+    """The oracle: for each row, each candidate looked up in the user's positives as a set."""
+    candidates = items.tolist()
+    rows = []
+    for user in users.tolist():
+        known = set(index.positives(user).tolist())
+        rows.append([item in known for item in candidates])
+    return torch.tensor(rows, dtype=torch.bool, device=items.device).view(
+        users.numel(), items.numel()
+    )
+
+
+def _shared_mask(index: PositiveIndex, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """The mask of :meth:`SharedNegativeSampler.mask`, batched.
+
+    Sort the ``K`` items once; search each of the rows' positives in them: the
+    positive ``p`` of row ``b`` covers the sorted slots ``[lo, hi)`` holding
+    ``p`` (all its copies). Marking ``+1`` at ``lo`` and ``-1`` at ``hi`` and
+    taking a running sum along each row gives ``> 0`` exactly on covered slots
+    (a row's positives are distinct, so the ranges never overlap); the sort's
+    permutation then puts the slots back in the candidates' order.
+    """
+    batch, k = users.numel(), items.numel()
+    device = items.device
+    sorted_items, order = torch.sort(items)
+    starts = index.indptr.index_select(0, users).long()
+    ends = index.indptr.index_select(0, users + 1).long()
+    if index.num_interactions == 0 or batch == 0:
+        return torch.zeros((batch, k), dtype=torch.bool, device=device)
+    if device.type in _candidates_module._COMPACTING_DEVICES:
+        counts = ends - starts
+        rows = torch.repeat_interleave(torch.arange(batch, device=device), counts)
+        offsets = torch.cumsum(counts, 0) - counts
+        positions = torch.arange(rows.numel(), device=device) + (starts - offsets).index_select(
+            0, rows
+        )
+        positives = index._items_at(positions)
+        low = torch.searchsorted(sorted_items, positives)
+        high = torch.searchsorted(sorted_items, positives, right=True)
+    else:
+        # Fixed shapes: each row padded to max_degree; padding covers an empty range.
+        steps = torch.arange(max(index.max_degree, 1), device=device)
+        positions = starts[:, None] + steps
+        inside = positions < ends[:, None]
+        positives = index._items_at(positions.clamp(max=index.num_interactions - 1))
+        low = torch.searchsorted(sorted_items, positives)
+        high = torch.where(inside, torch.searchsorted(sorted_items, positives, right=True), low)
+        rows = torch.arange(batch, device=device)[:, None].expand_as(positions)
+    marks = torch.zeros(batch * (k + 1), dtype=torch.int32, device=device)
+    row_base = rows * (k + 1)
+    ones = torch.ones(low.shape, dtype=torch.int32, device=device)
+    marks.scatter_add_(0, (row_base + low).reshape(-1), ones.reshape(-1))
+    marks.scatter_add_(0, (row_base + high).reshape(-1), -ones.reshape(-1))
+    covered = marks.view(batch, k + 1)[:, :k].cumsum(dim=1) > 0
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(k, device=device)
+    return covered.index_select(1, inverse)

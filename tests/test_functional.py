@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from negsample.functional import bce_loss, bpr_loss
+from negsample.functional import bce_loss, bpr_loss, sampled_softmax_loss
 from tests.helpers import CUDA
 
 LossFn = Callable[..., torch.Tensor]
@@ -309,3 +309,128 @@ def test_cuda_matches_cpu(loss: LossFn) -> None:
     pos, neg = torch.tensor(POS), torch.tensor(NEG)
     out = loss(pos.cuda(), neg.cuda(), reduction="none")
     torch.testing.assert_close(out.cpu(), loss(pos, neg, reduction="none"))
+
+
+# ---------------------------------------------------------------------- sampled softmax
+
+
+def softmax_row_loss(
+    pos: float, negs: list[float], t: float, log_q: list[float], masked: list[bool]
+) -> float:
+    """The documented formula in plain Python (no torch)."""
+    terms = [pos / t] + [n / t - q for n, q, m in zip(negs, log_q, masked, strict=True) if not m]
+    top = max(terms)
+    return -pos / t + top + math.log(sum(math.exp(x - top) for x in terms))
+
+
+SSM_POS = [1.0, -0.5, 2.0]
+SSM_NEG = [[0.0, 1.5, -2.0], [-1.0, -0.5, 3.0], [3.0, 0.25, 0.5]]
+SSM_LOG_Q = [-1.0, 0.5, 2.0]
+SSM_MASK = [[False, True, False], [False, False, False], [True, True, True]]
+
+
+@pytest.mark.parametrize("t", [1.0, 0.1, 2.5])
+def test_sampled_softmax_matches_the_formula(t: float) -> None:
+    out = sampled_softmax_loss(
+        torch.tensor(SSM_POS, dtype=torch.float64),
+        torch.tensor(SSM_NEG, dtype=torch.float64),
+        temperature=t,
+        log_q=torch.tensor(SSM_LOG_Q, dtype=torch.float64),
+        mask=torch.tensor(SSM_MASK),
+        reduction="none",
+    )
+    expected = [
+        softmax_row_loss(p, n, t, SSM_LOG_Q, m)
+        for p, n, m in zip(SSM_POS, SSM_NEG, SSM_MASK, strict=True)
+    ]
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64))
+    assert expected[2] == 0.0  # every negative masked: the row's loss is exactly 0
+
+
+def test_sampled_softmax_equals_cross_entropy_on_the_same_logits() -> None:
+    gen = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(16, generator=gen), torch.randn(16, 40, generator=gen)
+    log_q = torch.randn(40, generator=gen)
+    t = 0.2
+    logits = torch.cat([pos[:, None] / t, neg / t - log_q], dim=1)
+    target = torch.zeros(16, dtype=torch.long)
+    for reduction in ("mean", "sum", "none"):
+        torch.testing.assert_close(
+            sampled_softmax_loss(pos, neg, temperature=t, log_q=log_q, reduction=reduction),
+            F.cross_entropy(logits, target, reduction=reduction),
+        )
+
+
+def test_sampled_softmax_float_log_q_is_a_constant_shift() -> None:
+    pos, neg = torch.tensor([0.5, 1.0]), torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    torch.testing.assert_close(
+        sampled_softmax_loss(pos, neg, log_q=math.log(3.0)),
+        sampled_softmax_loss(pos, neg, log_q=torch.full((2,), math.log(3.0))),
+    )
+
+
+def test_sampled_softmax_all_masked_rows_have_zero_finite_gradients() -> None:
+    pos = torch.tensor([1.0, 2.0], requires_grad=True)
+    # Masked entries may hold anything, even inf or NaN scores: they must not leak.
+    neg = torch.tensor([[math.inf, math.nan], [1.0, -3.0]], requires_grad=True)
+    mask = torch.tensor([[True, True], [False, True]])
+    loss = sampled_softmax_loss(pos, neg, temperature=0.5, mask=mask, reduction="sum")
+    loss.backward()
+    assert pos.grad is not None and neg.grad is not None
+    assert bool(torch.isfinite(loss)) and bool(torch.isfinite(pos.grad).all())
+    assert bool(torch.isfinite(neg.grad).all())
+    assert pos.grad[0].item() == 0.0 and neg.grad[0].abs().sum().item() == 0.0
+    assert neg.grad[1, 1].item() == 0.0 and neg.grad[1, 0].item() > 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_sampled_softmax_is_stable_in_every_float_dtype(dtype: torch.dtype) -> None:
+    # Scores of +-60 at T = 0.05: exp(1200) overflows every dtype unless computed stably.
+    pos = torch.tensor([60.0, -60.0, 0.0], dtype=dtype, requires_grad=True)
+    neg = torch.tensor([[-60.0, 60.0], [60.0, 0.0], [0.0, 0.0]], dtype=dtype, requires_grad=True)
+    loss = sampled_softmax_loss(pos, neg, temperature=0.05, reduction="none")
+    assert loss.dtype == dtype
+    expected = sampled_softmax_loss(
+        pos.detach().double(), neg.detach().double(), temperature=0.05, reduction="none"
+    )
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-2, atol=1e-2)
+    loss.sum().backward()
+    assert pos.grad is not None and bool(torch.isfinite(pos.grad).all())
+
+
+def test_sampled_softmax_gradcheck() -> None:
+    gen = torch.Generator().manual_seed(1)
+    pos = torch.randn(4, dtype=torch.float64, generator=gen, requires_grad=True)
+    neg = torch.randn(4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    mask = torch.rand(4, 5, generator=gen) < 0.3
+    log_q = torch.randn(5, dtype=torch.float64, generator=gen)
+    assert torch.autograd.gradcheck(
+        lambda p, n: sampled_softmax_loss(p, n, temperature=0.7, log_q=log_q, mask=mask),
+        (pos, neg),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"temperature": 0.0}, ValueError, "temperature must be a finite float > 0, got 0.0"),
+        ({"temperature": math.nan}, ValueError, "temperature must be a finite float > 0"),
+        ({"temperature": True}, TypeError, "temperature must be a positive float"),
+        ({"mask": torch.zeros(2, 3)}, TypeError, "mask must be a bool tensor"),
+        ({"mask": torch.zeros(3, 3, dtype=torch.bool)}, ValueError, r"mask must broadcast .* \(2, 3\)"),
+        ({"log_q": torch.zeros(3, dtype=torch.long)}, TypeError, "log_q must be a floating-point"),
+        ({"log_q": torch.zeros(4)}, ValueError, "log_q must broadcast"),
+        ({"log_q": "x"}, TypeError, "log_q must be None, a float"),
+        ({"reduction": "max"}, ValueError, "reduction must be one of"),
+    ],
+)
+def test_sampled_softmax_rejects_bad_arguments(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        sampled_softmax_loss(torch.zeros(2), torch.zeros(2, 3), **kwargs)  # type: ignore[arg-type]
+
+
+def test_sampled_softmax_rejects_one_dimensional_negatives() -> None:
+    with pytest.raises(ValueError, match=r"neg_scores must have shape \(B, K\)"):
+        sampled_softmax_loss(torch.zeros(2), torch.zeros(2))

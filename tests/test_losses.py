@@ -9,8 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from negsample.functional import bce_loss, bpr_loss
-from negsample.losses import BCELoss, BPRLoss
+from negsample.functional import bce_loss, bpr_loss, sampled_softmax_loss
+from negsample.losses import BCELoss, BPRLoss, SampledSoftmaxLoss
 
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -100,3 +100,17 @@ def test_input_errors_come_from_the_functional_checks() -> None:
         BPRLoss()(torch.zeros(2, dtype=torch.int64), torch.zeros(2, 1))
     with pytest.raises(ValueError, match="same batch size"):
         BCELoss()(torch.zeros(2), torch.zeros(3, 1))
+
+
+def test_sampled_softmax_module_is_the_function_with_its_options() -> None:
+    gen = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(5, generator=gen), torch.randn(5, 7, generator=gen)
+    mask = torch.rand(5, 7, generator=gen) < 0.2
+    log_q = torch.randn(7, generator=gen)
+    module = SampledSoftmaxLoss(temperature=0.3, reduction="none")
+    torch.testing.assert_close(
+        module(pos, neg, log_q=log_q, mask=mask),
+        sampled_softmax_loss(pos, neg, temperature=0.3, log_q=log_q, mask=mask, reduction="none"),
+    )
+    with pytest.raises(ValueError, match="temperature must be a finite float > 0"):
+        SampledSoftmaxLoss(temperature=-1.0)

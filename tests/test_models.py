@@ -591,3 +591,44 @@ def test_broadcast_shapes_agrees_with_torch(a: list[int], b: list[int]) -> None:
             negsample.models._broadcast_shapes(torch.Size(a), torch.Size(b))
     else:
         assert negsample.models._broadcast_shapes(torch.Size(a), torch.Size(b)) == expected
+
+
+# ---------------------------------------------------------------------- cosine similarity
+
+
+def test_cosine_scores_are_cosines_of_the_embeddings_everywhere() -> None:
+    torch.manual_seed(0)
+    model = MFModel(4, 9, dim=5, similarity="cosine", bias=True)
+    with torch.no_grad():
+        model.item_bias.copy_(torch.linspace(-0.5, 0.5, 9))  # type: ignore[union-attr]
+    u, i = model.user_embedding.weight.detach(), model.item_embedding.weight.detach()
+    expected = (u @ i.T) / (u.norm(dim=1)[:, None] * i.norm(dim=1)[None, :])
+    expected = expected + torch.linspace(-0.5, 0.5, 9)
+    users = torch.arange(4)
+    torch.testing.assert_close(model.score_all(users), expected)
+    torch.testing.assert_close(model(users[:, None], torch.arange(9)[None, :]), expected)
+    torch.testing.assert_close(model(users[:, None], torch.arange(9).expand(4, 9)), expected)
+    torch.testing.assert_close(model(torch.tensor([1, 3]), torch.tensor([2, 8])), expected[[1, 3], [2, 8]])
+    top = model.recommend(users, k=3)
+    assert torch.equal(top, torch.argsort(expected, dim=1, descending=True, stable=True)[:, :3])
+
+
+def test_shared_row_matrix_product_equals_the_elementwise_scores() -> None:
+    torch.manual_seed(1)
+    for similarity in ("dot", "cosine"):
+        model = MFModel(6, 20, dim=8, similarity=similarity)  # type: ignore[arg-type]
+        users, items = torch.tensor([5, 0, 2]), torch.tensor([3, 3, 19, 0])
+        shared = model(users[:, None], items[None, :])
+        elementwise = model(users[:, None].expand(3, 4).contiguous(), items.expand(3, 4).contiguous())
+        torch.testing.assert_close(shared, elementwise)
+
+
+def test_cosine_of_a_zero_embedding_is_zero_not_nan() -> None:
+    model = MFModel(2, 3, dim=4, similarity="cosine", init_std=0.0)
+    assert model.score_all(torch.tensor([0, 1])).tolist() == [[0.0] * 3] * 2
+
+
+def test_unknown_similarity_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"similarity must be one of \('dot', 'cosine'\), got 'l2'"):
+        MFModel(2, 3, similarity="l2")  # type: ignore[arg-type]
+    assert "similarity='cosine'" in repr(MFModel(2, 3, similarity="cosine"))
