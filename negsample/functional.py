@@ -320,12 +320,12 @@ def sampled_softmax_loss(
         if not shift.is_floating_point():
             raise TypeError(f"log_q must be a floating-point tensor, got dtype {shift.dtype}")
         logits = logits - _broadcast_to_negatives("log_q", shift.to(neg.dtype), neg)
-    elif isinstance(shift, numbers.Real) and not isinstance(shift, (bool, np.bool_)):
-        logits = logits - float(shift)
     elif shift is not None:
-        raise TypeError(
-            f"log_q must be None, a float or a floating-point tensor, got {_short(shift)}"
-        )
+        if isinstance(shift, (bool, np.bool_)) or not isinstance(shift, numbers.Real):
+            raise TypeError(
+                f"log_q must be None, a float or a floating-point tensor, got {_short(shift)}"
+            )
+        logits = logits - float(shift)
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError(
