@@ -1270,45 +1270,65 @@ def _shared_mask_reference(
 def _shared_mask(index: PositiveIndex, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """The mask of :meth:`SharedNegativeSampler.mask`, batched.
 
-    Sort the ``K`` items once; search each of the rows' positives in them: the
-    positive ``p`` of row ``b`` covers the sorted slots ``[lo, hi)`` holding
-    ``p`` (all its copies). Marking ``+1`` at ``lo`` and ``-1`` at ``hi`` and
-    taking a running sum along each row gives ``> 0`` exactly on covered slots
-    (a row's positives are distinct, so the ranges never overlap); the sort's
-    permutation then puts the slots back in the candidates' order.
+    Sort the ``K`` items once and search each of the rows' positives in them:
+    the positive ``p`` of row ``b`` covers the sorted slots ``[lo, hi)`` that
+    hold ``p`` (all its copies), and the sort's permutation maps those slots
+    back to the candidates' columns. On a compacting device (the CPU) only the
+    hits are expanded and set; elsewhere every row is padded to
+    ``max_degree`` and the slots are marked ``+1`` at ``lo`` and ``-1`` at
+    ``hi``, so that a running sum along the row is ``> 0`` exactly on covered
+    slots (a row's positives are distinct, so the ranges never overlap).
     """
     batch, k = users.numel(), items.numel()
     device = items.device
+    if index.num_interactions == 0 or batch == 0:
+        return torch.zeros((batch, k), dtype=torch.bool, device=device)
     sorted_items, order = torch.sort(items)
     starts = index.indptr.index_select(0, users).long()
     ends = index.indptr.index_select(0, users + 1).long()
-    if index.num_interactions == 0 or batch == 0:
-        return torch.zeros((batch, k), dtype=torch.bool, device=device)
     if device.type in _candidates_module._COMPACTING_DEVICES:
-        counts = ends - starts
-        rows = torch.repeat_interleave(torch.arange(batch, device=device), counts)
-        offsets = torch.cumsum(counts, 0) - counts
-        positions = torch.arange(rows.numel(), device=device) + (starts - offsets).index_select(
-            0, rows
-        )
-        positives = index._items_at(positions)
-        low = torch.searchsorted(sorted_items, positives)
-        high = torch.searchsorted(sorted_items, positives, right=True)
-    else:
-        # Fixed shapes: each row padded to max_degree; padding covers an empty range.
-        steps = torch.arange(max(index.max_degree, 1), device=device)
-        positions = starts[:, None] + steps
-        inside = positions < ends[:, None]
-        positives = index._items_at(positions.clamp(max=index.num_interactions - 1))
-        low = torch.searchsorted(sorted_items, positives)
-        high = torch.where(inside, torch.searchsorted(sorted_items, positives, right=True), low)
-        rows = torch.arange(batch, device=device)[:, None].expand_as(positions)
+        return _shared_mask_compacting(index, starts, ends, sorted_items, order)
+    # Fixed shapes: each row padded to max_degree; padding covers an empty range.
+    steps = torch.arange(max(index.max_degree, 1), device=device)
+    positions = starts[:, None] + steps
+    inside = positions < ends[:, None]
+    positives = index._items_at(positions.clamp(max=index.num_interactions - 1))
+    low = torch.searchsorted(sorted_items, positives)
+    high = torch.where(inside, torch.searchsorted(sorted_items, positives, right=True), low)
     marks = torch.zeros(batch * (k + 1), dtype=torch.int32, device=device)
-    row_base = rows * (k + 1)
+    row_base = torch.arange(batch, device=device)[:, None] * (k + 1)
     ones = torch.ones(low.shape, dtype=torch.int32, device=device)
     marks.scatter_add_(0, (row_base + low).reshape(-1), ones.reshape(-1))
     marks.scatter_add_(0, (row_base + high).reshape(-1), -ones.reshape(-1))
     covered = marks.view(batch, k + 1)[:, :k].cumsum(dim=1) > 0
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(k, device=device)
-    return covered.index_select(1, inverse)
+    return torch.gather(covered, 1, inverse.expand(batch, k))
+
+
+def _shared_mask_compacting(
+    index: PositiveIndex,
+    starts: torch.Tensor,
+    ends: torch.Tensor,
+    sorted_items: torch.Tensor,
+    order: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`_shared_mask` with data-dependent shapes: only the hits are expanded."""
+    batch, k = starts.numel(), sorted_items.numel()
+    device = sorted_items.device
+    counts = ends - starts
+    rows = torch.repeat_interleave(torch.arange(batch, device=device), counts)
+    offsets = torch.cumsum(counts, 0) - counts
+    positions = torch.arange(rows.numel(), device=device) + (starts - offsets).index_select(0, rows)
+    positives = index._items_at(positions)
+    low = torch.searchsorted(sorted_items, positives)
+    hit = sorted_items.index_select(0, low.clamp(max=k - 1)) == positives
+    rows, low, positives = rows[hit], low[hit], positives[hit]
+    copies = torch.searchsorted(sorted_items, positives, right=True) - low
+    first = torch.cumsum(copies, 0) - copies
+    slots = torch.repeat_interleave(low - first, copies) + torch.arange(
+        int(copies.sum()), device=device
+    )
+    mask = torch.zeros((batch, k), dtype=torch.bool, device=device)
+    mask[torch.repeat_interleave(rows, copies), order.index_select(0, slots)] = True
+    return mask
