@@ -956,8 +956,8 @@ def _uniform_reference(
 class SharedNegatives:
     """Negatives shared by every row of a batch, with the exact mask of known positives.
 
-    What :meth:`SharedNegativeSampler.sample` and
-    :meth:`SharedNegativeSampler.in_batch` return. Score them all at once with
+    What :meth:`negsample.SharedNegativeSampler.sample` and
+    :meth:`negsample.SharedNegativeSampler.in_batch` return. Score them all at once with
     ``model(users[:, None], negatives.items[None, :])`` (a ``(B, K)`` matrix)
     and pass ``mask`` and ``log_prob`` to
     :class:`~negsample.SampledSoftmaxLoss`. Nothing here synchronises with the
@@ -1140,7 +1140,7 @@ class SharedNegativeSampler(_BaseSampler):
             users: 1-D integer tensor of ``B`` user ids (on the index's device).
 
         Returns:
-            :class:`SharedNegatives` with ``items`` ``(K,)``, ``mask`` ``(B, K)``
+            :class:`~negsample.samplers.SharedNegatives` with ``items`` ``(K,)``, ``mask`` ``(B, K)``
             and ``log_prob`` ``(K,)``.
 
         Raises:
@@ -1195,7 +1195,7 @@ class SharedNegativeSampler(_BaseSampler):
             pos_items: 1-D integer tensor of the ``B`` positive items.
 
         Returns:
-            :class:`SharedNegatives` with ``items`` ``(B,)``, ``mask`` ``(B, B)``
+            :class:`~negsample.samplers.SharedNegatives` with ``items`` ``(B,)``, ``mask`` ``(B, B)``
             and ``log_prob`` ``(B,)``. Concatenate it with :meth:`sample`'s along
             the candidates to use both kinds (see the docs for the correction).
 
@@ -1218,10 +1218,22 @@ class SharedNegativeSampler(_BaseSampler):
                 f"{users_t.numel()} users"
             )
         return SharedNegatives(
-            items_t, self._mask(users_t, items_t), self._in_batch_log_prob(items_t)
+            items_t, self._mask(users_t, items_t), self.in_batch_log_prob(items_t)
         )
 
-    def _in_batch_log_prob(self, items: torch.Tensor) -> torch.Tensor:
+    def in_batch_log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        """``log(popularity / num_interactions)`` per item: its share of the training pairs.
+
+        The ``log q`` of :meth:`in_batch`'s items, for any items (e.g. to
+        correct a mixture of shared and in-batch candidates, see the docs
+        page "Softmax losses with many negatives"). ``-inf`` for an item with
+        no interactions. In torch's default float dtype.
+
+        Example:
+            >>> index = PositiveIndex.from_pairs([0, 1, 1], [2, 2, 0], num_items=3)
+            >>> SharedNegativeSampler(index, 1).in_batch_log_prob(torch.tensor([2, 0])).exp()
+            tensor([0.6667, 0.3333])
+        """
         popularity = self.index._derived.get("popularity")
         if popularity is None or popularity.device != self.index.device:
             positions = torch.arange(self.index.num_interactions, device=self.index.device)
