@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sphinx.application import Sphinx
 from sphinx.util.fileutil import copy_asset
+from sphinx.util.inspect import TypeAliasForwardRef
 
 import negsample
 
@@ -53,6 +54,22 @@ nitpick_ignore: list[tuple[str, str]] = []
 autodoc_member_order = "bysource"
 autodoc_default_options: dict[str, object] = {}
 autodoc_preserve_defaults = True
+# Parameter types name the alias, linked to its entry on the API page, instead of
+# spelling out the union it stands for (sphinx-autodoc-typehints alone prints the name
+# as plain text).
+autodoc_type_aliases = {"IdsLike": "negsample.typing.IdsLike"}
+
+
+def _format_type_alias(annotation: object, config: object) -> str | None:
+    if isinstance(annotation, TypeAliasForwardRef):
+        return f":py:data:`~{annotation.name}`"
+    return None
+
+
+typehints_formatter = _format_type_alias
+# A function in the configuration cannot be pickled with the environment; Sphinx says
+# so on every build. Changing it then needs a fresh build (-E), nothing else.
+suppress_warnings = ["config.cache"]
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
