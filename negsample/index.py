@@ -446,8 +446,8 @@ class PositiveIndex:
             device: Where the copy's tensors go, e.g. ``"cuda"``.
 
         Returns:
-            An index on ``device``. It shares nothing mutable with ``self``:
-            both can be used, each on its own device.
+            The index on ``device``: ``self`` when it is already there, else a
+            copy; both can then be used, each on its own device.
 
         Example:
             >>> index = PositiveIndex.from_dict({0: [1]}, num_items=3)
