@@ -14,10 +14,11 @@ ranks. Each rank samples with its own generator, seeded from ``(seed, rank)``
 validation metrics.
 
 On real data (``--format``, ``--test`` and the hold-out as in
-``examples/train_mf.py``)::
+``examples/train_mf.py``), here the LightGCN split of Gowalla downloaded into
+``data/gowalla/`` as the docs' Benchmarks page says::
 
     torchrun --standalone --nproc_per_node=4 examples/train_ddp.py \\
-        --data ../shared/data/gowalla/train.txt --test ../shared/data/gowalla/test.txt
+        --data data/gowalla/train.txt --test data/gowalla/test.txt
 
 ``--device cuda`` puts rank ``r`` on GPU ``LOCAL_RANK`` and talks over nccl.
 ``--dump-negatives DIR`` writes each rank's first-epoch batches and negatives

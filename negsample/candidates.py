@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import torch
@@ -560,7 +560,9 @@ CandidateSource = UniformCandidates | PopularityCandidates
 _CANDIDATES = ("uniform", "popularity")
 
 
-def make_candidates(index: PositiveIndex, candidates: Any, alpha: Any) -> CandidateSource:
+def make_candidates(
+    index: PositiveIndex, candidates: Literal["uniform", "popularity"], alpha: float | None
+) -> CandidateSource:
     """Build the distribution a sampler's ``candidates`` / ``alpha`` arguments name.
 
     Example:

@@ -23,7 +23,7 @@ the same ranks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,10 @@ from negsample._checks import (
 )
 from negsample._random import draw_bits, resolve_generator
 from negsample.errors import EmptyComplementError
+from negsample.typing import IdsLike
+
+if TYPE_CHECKING:
+    from scipy.sparse import sparray, spmatrix
 
 __all__ = ["PositiveIndex"]
 
@@ -133,7 +137,7 @@ class PositiveIndex:
         [0, 2, 4]
     """
 
-    def __init__(self, indptr: Any, indices: Any, num_items: int) -> None:
+    def __init__(self, indptr: IdsLike, indices: IdsLike, num_items: int) -> None:
         num_items = check_int("num_items", num_items, minimum=1)
         indptr_t = as_index_tensor("indptr", indptr).to("cpu", torch.int64)
         indices_t = as_index_tensor("indices", indices).to("cpu", torch.int64)
@@ -208,8 +212,8 @@ class PositiveIndex:
     @classmethod
     def from_pairs(
         cls,
-        users: Any,
-        items: Any,
+        users: IdsLike,
+        items: IdsLike,
         num_users: int | None = None,
         num_items: int | None = None,
     ) -> PositiveIndex:
@@ -274,7 +278,7 @@ class PositiveIndex:
     @classmethod
     def from_dict(
         cls,
-        mapping: Mapping[Any, Iterable[Any]],
+        mapping: Mapping[int, Iterable[int]],
         num_users: int | None = None,
         num_items: int | None = None,
     ) -> PositiveIndex:
@@ -331,7 +335,7 @@ class PositiveIndex:
         return cls._from_numpy_pairs(users, items_all, num_users, num_items)
 
     @classmethod
-    def from_scipy(cls, matrix: Any) -> PositiveIndex:
+    def from_scipy(cls, matrix: sparray | spmatrix) -> PositiveIndex:
         """Build an index from a SciPy sparse matrix or array of shape ``(num_users, num_items)``.
 
         Every stored entry with a non-zero value is a positive; explicitly stored
@@ -438,6 +442,13 @@ class PositiveIndex:
     def to(self, device: torch.device | str) -> PositiveIndex:
         """Return a copy of the index on ``device`` (``self`` if already there).
 
+        Args:
+            device: Where the copy's tensors go, e.g. ``"cuda"``.
+
+        Returns:
+            The index on ``device``: ``self`` when it is already there, else a
+            copy; both can then be used, each on its own device.
+
         Example:
             >>> index = PositiveIndex.from_dict({0: [1]}, num_items=3)
             >>> index.to("cpu") is index
@@ -456,7 +467,7 @@ class PositiveIndex:
 
     # ------------------------------------------------------------------ queries
 
-    def _users(self, users: Any, *, validate: bool) -> torch.Tensor:
+    def _users(self, users: IdsLike, *, validate: bool) -> torch.Tensor:
         tensor = as_index_tensor("users", users)
         if tensor.device != self.device:
             raise ValueError(
@@ -467,8 +478,20 @@ class PositiveIndex:
             check_ids_in_range("users", tensor, self.num_users, "user")
         return tensor.long()
 
-    def degree(self, users: Any, *, validate: bool = True) -> torch.Tensor:
+    def degree(self, users: IdsLike, *, validate: bool = True) -> torch.Tensor:
         """Number of positives of each user (``int64``, same shape as ``users``).
+
+        Args:
+            users: Integer user ids of any shape, on the index's device.
+            validate: Check that the ids are in range (reads values back to the host).
+
+        Returns:
+            ``int64`` tensor of the shape of ``users``.
+
+        Raises:
+            TypeError: If the ids are not integers.
+            ValueError: If ``users`` is on another device, or (with
+                ``validate``) an id is out of range.
 
         Example:
             >>> PositiveIndex.from_dict({0: [1, 2]}, num_users=2).degree(torch.tensor([0, 1])).tolist()
@@ -477,8 +500,20 @@ class PositiveIndex:
         users_t = self._users(users, validate=validate)
         return (self._indptr[users_t + 1] - self._indptr[users_t]).long()
 
-    def complement_size(self, users: Any, *, validate: bool = True) -> torch.Tensor:
+    def complement_size(self, users: IdsLike, *, validate: bool = True) -> torch.Tensor:
         """Number of non-positive items of each user: ``num_items - degree(users)``.
+
+        Args:
+            users: Integer user ids of any shape, on the index's device.
+            validate: Check that the ids are in range (reads values back to the host).
+
+        Returns:
+            ``int64`` tensor of the shape of ``users``.
+
+        Raises:
+            TypeError: If the ids are not integers.
+            ValueError: If ``users`` is on another device, or (with
+                ``validate``) an id is out of range.
 
         Example:
             >>> PositiveIndex.from_dict({0: [1, 2]}, num_items=4).complement_size(torch.tensor([0])).tolist()
@@ -488,6 +523,16 @@ class PositiveIndex:
 
     def positives(self, user: int) -> torch.Tensor:
         """The sorted positive item ids of one user, as an ``int64`` tensor.
+
+        Args:
+            user: One user id, ``0 <= user < num_users``.
+
+        Returns:
+            ``int64`` tensor of shape ``(degree,)`` on the index's device.
+
+        Raises:
+            TypeError: If ``user`` is not an int.
+            ValueError: If ``user`` is out of range.
 
         Example:
             >>> PositiveIndex.from_dict({0: {3, 1}}).positives(0).tolist()
@@ -499,7 +544,7 @@ class PositiveIndex:
         start, end = int(self._indptr[user]), int(self._indptr[user + 1])
         return self._items_at(torch.arange(start, end, device=self.device))
 
-    def contains(self, users: Any, items: Any, *, validate: bool = True) -> torch.Tensor:
+    def contains(self, users: IdsLike, items: IdsLike, *, validate: bool = True) -> torch.Tensor:
         """Whether each ``(user, item)`` pair is a known positive.
 
         ``users`` and ``items`` broadcast against each other; the result has the
@@ -545,7 +590,9 @@ class PositiveIndex:
         found = self._items.index_select(0, last.view(-1)).view(items.shape) == items
         return (count > 0) & found
 
-    def complement_items(self, users: Any, ranks: Any, *, validate: bool = True) -> torch.Tensor:
+    def complement_items(
+        self, users: IdsLike, ranks: IdsLike, *, validate: bool = True
+    ) -> torch.Tensor:
         """Map ranks to items: the ``ranks``-th (0-based) non-positive item of each user.
 
         Computes ``r + #{i : p_i - i <= r}`` for the whole batch at once, with one
@@ -612,8 +659,15 @@ class PositiveIndex:
     def check_samplable(self, users: torch.Tensor) -> None:
         """Raise :class:`~negsample.EmptyComplementError` if a user has no negatives.
 
-        ``users`` must be an in-range integer tensor on the index's device. Reads
-        values back to the host.
+        A user has no negatives when its positives cover the whole catalogue.
+        Reads values back to the host.
+
+        Args:
+            users: Integer tensor of user ids, in range and on the index's
+                device (not checked here).
+
+        Raises:
+            EmptyComplementError: Naming every such user among ``users``.
 
         Example:
             >>> index = PositiveIndex.from_dict({0: [0, 1]}, num_items=2, num_users=2)
@@ -631,7 +685,7 @@ class PositiveIndex:
 
     def sample(
         self,
-        users: Any,
+        users: IdsLike,
         num_samples: int = 1,
         *,
         generator: torch.Generator | int | None = None,

@@ -47,7 +47,21 @@ class BPRLoss(nn.Module):
         self.reduction: Reduction = _check_reduction(reduction)
 
     def forward(self, pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
-        """Loss of positives ``(B,)`` or ``(B, 1)`` against negatives ``(B, N)``."""
+        """Loss of positives ``(B,)`` or ``(B, 1)`` against negatives ``(B, N)``.
+
+        Args:
+            pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+            neg_scores: Scores of each row's negatives, shape ``(B, N)``; shape
+                ``(B,)`` is read as ``N = 1``.
+
+        Returns:
+            A scalar, or the ``(B, N)`` per-pair terms for ``reduction="none"``.
+
+        Raises:
+            TypeError: If a score tensor is not floating point.
+            ValueError: For wrong or mismatched shapes, an empty batch, no
+                negatives, or inputs on different devices.
+        """
         return bpr_loss(pos_scores, neg_scores, reduction=self.reduction)
 
     def extra_repr(self) -> str:
@@ -86,7 +100,22 @@ class BCELoss(nn.Module):
         self.neg_weight = _check_neg_weight(neg_weight)
 
     def forward(self, pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
-        """Loss of positives ``(B,)`` or ``(B, 1)`` against negatives ``(B, N)``."""
+        """Loss of positives ``(B,)`` or ``(B, 1)`` against negatives ``(B, N)``.
+
+        Args:
+            pos_scores: Logits of the positives (label 1), shape ``(B,)`` or ``(B, 1)``.
+            neg_scores: Logits of each row's negatives (label 0), shape ``(B, N)``;
+                shape ``(B,)`` is read as ``N = 1``.
+
+        Returns:
+            A scalar, or a ``(B, 1 + N)`` tensor for ``reduction="none"``
+            (column 0: the positives' terms).
+
+        Raises:
+            TypeError: If a score tensor is not floating point.
+            ValueError: For wrong or mismatched shapes, an empty batch, no
+                negatives, or inputs on different devices.
+        """
         return bce_loss(
             pos_scores, neg_scores, reduction=self.reduction, neg_weight=self.neg_weight
         )

@@ -43,6 +43,7 @@ from negsample._checks import (
 )
 from negsample._ranking import check_no_nan, top_k_items
 from negsample.index import PositiveIndex
+from negsample.typing import AllItemScorer, IdsLike, Recommender
 
 __all__ = ["evaluate", "map_at_k", "ndcg_at_k", "precision_at_k", "recall_at_k"]
 
@@ -92,7 +93,7 @@ _METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.dtype], torch.Te
 
 
 def _hits(
-    ranked: Any, relevant: Any, users: Any, k: Any, validate: bool
+    ranked: IdsLike, relevant: Any, users: IdsLike, k: Any, validate: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Check the arguments of a metric; return ``hits`` (B, k) and ``|T_u|`` (B,)."""
     if not isinstance(relevant, PositiveIndex):
@@ -155,7 +156,7 @@ def _check_ranked(top: torch.Tensor, num_items: int) -> None:
 
 
 def recall_at_k(
-    ranked: Any, relevant: PositiveIndex, users: Any, k: int, *, validate: bool = True
+    ranked: IdsLike, relevant: PositiveIndex, users: IdsLike, k: int, *, validate: bool = True
 ) -> torch.Tensor:
     """Recall@k of each row: the share of the user's relevant items in the top ``k``.
 
@@ -194,7 +195,7 @@ def recall_at_k(
 
 
 def precision_at_k(
-    ranked: Any, relevant: PositiveIndex, users: Any, k: int, *, validate: bool = True
+    ranked: IdsLike, relevant: PositiveIndex, users: IdsLike, k: int, *, validate: bool = True
 ) -> torch.Tensor:
     """Precision@k of each row: the share of the top ``k`` slots holding a relevant item.
 
@@ -232,7 +233,7 @@ def precision_at_k(
 
 
 def ndcg_at_k(
-    ranked: Any, relevant: PositiveIndex, users: Any, k: int, *, validate: bool = True
+    ranked: IdsLike, relevant: PositiveIndex, users: IdsLike, k: int, *, validate: bool = True
 ) -> torch.Tensor:
     """NDCG@k of each row, with binary relevance (LightGCN protocol).
 
@@ -273,7 +274,7 @@ def ndcg_at_k(
 
 
 def map_at_k(
-    ranked: Any, relevant: PositiveIndex, users: Any, k: int, *, validate: bool = True
+    ranked: IdsLike, relevant: PositiveIndex, users: IdsLike, k: int, *, validate: bool = True
 ) -> torch.Tensor:
     """AP@k of each row; their mean over users is MAP@k (the course competition's ``MAP@50``).
 
@@ -362,7 +363,7 @@ def _model_device(model: Any, default: torch.device) -> torch.device:
     return default
 
 
-def _eval_users(users: Any, train: PositiveIndex, test: PositiveIndex) -> torch.Tensor:
+def _eval_users(users: IdsLike | None, train: PositiveIndex, test: PositiveIndex) -> torch.Tensor:
     """The ``int64`` users to evaluate, on the indexes' device, checked."""
     has_test = test.indptr[1:] > test.indptr[:-1]
     if users is None:
@@ -393,12 +394,12 @@ def _eval_users(users: Any, train: PositiveIndex, test: PositiveIndex) -> torch.
 
 
 def evaluate(
-    model: Any,
+    model: Recommender | AllItemScorer,
     train_index: PositiveIndex,
     test_index: PositiveIndex,
     ks: int | Sequence[int] = (20, 50),
     *,
-    users: Any = None,
+    users: IdsLike | None = None,
     batch_size: int = 1024,
     metrics: str | Sequence[str] = ("recall", "ndcg", "map"),
 ) -> dict[str, float]:
@@ -525,7 +526,7 @@ def evaluate(
                         values = _METRICS[name](hits[:, :k], num_relevant, torch.float64)
                         totals[f"{name}@{k}"] += float(values.sum())
     finally:
-        if was_training:
+        if was_training and isinstance(model, nn.Module):
             model.train()
     return {key: total / users_t.numel() for key, total in totals.items()}
 

@@ -45,6 +45,7 @@ from negsample._checks import _short, as_index_tensor, check_ids_in_range, check
 from negsample._random import draw_bits, resolve_generator
 from negsample.candidates import CandidateSource, UniformCandidates, make_candidates
 from negsample.index import PositiveIndex
+from negsample.typing import IdsLike
 
 __all__ = [
     "HardDraws",
@@ -151,7 +152,7 @@ class _BaseSampler:
         self,
         index: PositiveIndex,
         *,
-        candidates: str,
+        candidates: Literal["uniform", "popularity"],
         alpha: float | None,
         backend: Backend,
         generator: torch.Generator | int | None,
@@ -249,7 +250,7 @@ class _BaseSampler:
                 assert gen is not None
                 gen.set_state(gen_state)
 
-    def _check_users(self, users: Any) -> torch.Tensor:
+    def _check_users(self, users: IdsLike) -> torch.Tensor:
         users_t = as_index_tensor("users", users)
         if users_t.ndim != 1:
             raise ValueError(
@@ -402,6 +403,20 @@ class HardNegativeSampler(_BaseSampler):
 
         :meth:`sample` calls this; it is public so that the two backends can be
         fed identical draws (see :func:`~negsample.samplers.hard_negatives`).
+
+        Args:
+            batch_size: Rows in the batch (``B``), ``>= 0``.
+            device: Device of the batch's users; the bits are drawn there, from
+                the sampler's generator for that device.
+
+        Returns:
+            The draws for ``B`` rows of ``num_candidates`` slots each.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [1]}, num_items=10)
+            >>> sampler = HardNegativeSampler(index, num_candidates=5, generator=0)
+            >>> sampler.draw(3).candidate_bits.shape
+            torch.Size([3, 5])
         """
         device = torch.device(device)
         gen = self._generator_for(device)
@@ -414,16 +429,16 @@ class HardNegativeSampler(_BaseSampler):
 
     @overload
     def sample(
-        self, users: Any, scorer: Scorer, *, return_info: Literal[False] = ...
+        self, users: IdsLike, scorer: Scorer, *, return_info: Literal[False] = ...
     ) -> torch.Tensor: ...
 
     @overload
     def sample(
-        self, users: Any, scorer: Scorer, *, return_info: Literal[True]
+        self, users: IdsLike, scorer: Scorer, *, return_info: Literal[True]
     ) -> NegativeSample: ...
 
     def sample(
-        self, users: Any, scorer: Scorer, *, return_info: bool = False
+        self, users: IdsLike, scorer: Scorer, *, return_info: bool = False
     ) -> torch.Tensor | NegativeSample:
         """Hard negatives for each user in the batch.
 
@@ -446,6 +461,25 @@ class HardNegativeSampler(_BaseSampler):
             ValueError: For out-of-range ids, or scores of the wrong shape, dtype
                 or device, or containing NaN.
             TypeError: For non-integer users or a scorer that is not callable.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [0, 1], 1: [2]}, num_items=6)
+            >>> sampler = HardNegativeSampler(index, 4, num_hard=1, num_random=1, generator=0)
+            >>> def scorer(users, items):  # prefers high item ids
+            ...     return items.float()
+            >>> users = torch.tensor([0, 1, 1])
+            >>> negatives = sampler.sample(users, scorer)
+            >>> negatives.shape
+            torch.Size([3, 2])
+            >>> bool((negatives[:, 0] >= negatives[:, 1]).all())  # the hard one scores highest
+            True
+            >>> bool(index.contains(users[:, None], negatives).any())
+            False
+            >>> info = sampler.sample(users, scorer, return_info=True)
+            >>> info.is_hard
+            tensor([[ True, False],
+                    [ True, False],
+                    [ True, False]])
         """
         if not callable(scorer):
             raise TypeError(
@@ -521,23 +555,35 @@ class UniformSampler(_BaseSampler):
         )
 
     def draw(self, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Draw the ``(batch_size, num_negatives)`` random bits for a batch."""
+        """Draw the ``(batch_size, num_negatives)`` random bits for a batch.
+
+        :meth:`sample` calls this, advancing the sampler's generator.
+
+        Args:
+            batch_size: Rows in the batch (``B``), ``>= 0``.
+            device: Device of the batch's users; the bits are drawn there, from
+                the sampler's generator for that device.
+
+        Returns:
+            ``int64`` tensor of shape ``(batch_size, num_negatives)``: random bits
+            that the candidate distribution maps to items.
+        """
         device = torch.device(device)
         shape = (check_int("batch_size", batch_size, minimum=0), self.num_negatives)
         return draw_bits(self._generator_for(device), shape, device)
 
     @overload
     def sample(
-        self, users: Any, scorer: Scorer | None = ..., *, return_info: Literal[False] = ...
+        self, users: IdsLike, scorer: Scorer | None = ..., *, return_info: Literal[False] = ...
     ) -> torch.Tensor: ...
 
     @overload
     def sample(
-        self, users: Any, scorer: Scorer | None = ..., *, return_info: Literal[True]
+        self, users: IdsLike, scorer: Scorer | None = ..., *, return_info: Literal[True]
     ) -> NegativeSample: ...
 
     def sample(
-        self, users: Any, scorer: Scorer | None = None, *, return_info: bool = False
+        self, users: IdsLike, scorer: Scorer | None = None, *, return_info: bool = False
     ) -> torch.Tensor | NegativeSample:
         """Negatives for each user in the batch.
 
@@ -550,6 +596,23 @@ class UniformSampler(_BaseSampler):
         Returns:
             ``int64`` tensor of shape ``(B, num_negatives)`` on the users' device,
             or a :class:`~negsample.samplers.NegativeSample` holding it.
+
+        Raises:
+            EmptyComplementError: If a user has no negative to draw.
+            ValueError: For out-of-range ids or users on another device than the
+                index.
+            TypeError: For non-integer users.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [1, 2, 3]}, num_items=5)
+            >>> sampler = UniformSampler(index, num_negatives=3, generator=0)
+            >>> negatives = sampler.sample(torch.tensor([0, 0]))
+            >>> negatives.shape
+            torch.Size([2, 3])
+            >>> bool(index.contains(torch.tensor([[0], [0]]), negatives).any())
+            False
+            >>> sampler.sample([0], return_info=True).log_prob  # uniform over 2 items
+            tensor([[-0.6931, -0.6931, -0.6931]])
         """
         users_t = self._check_users(users)
         bits = self.draw(users_t.numel(), users_t.device)

@@ -152,6 +152,25 @@ NUMPY: list[Entry] = [
 _SP_GEN = "reference/generated/"
 SCIPY: list[Entry] = [
     ("scipy.sparse", "module", "reference/sparse.html#module-scipy.sparse", "-"),
+    ("scipy.sparse.sparray", "class", _SP_GEN + "scipy.sparse.sparray.html#scipy.sparse.sparray", "-"),
+    (
+        "scipy.sparse._base.sparray",
+        "class",
+        _SP_GEN + "scipy.sparse.sparray.html#scipy.sparse.sparray",
+        "scipy.sparse.sparray",
+    ),
+    (
+        "scipy.sparse.spmatrix",
+        "class",
+        _SP_GEN + "scipy.sparse.spmatrix.html#scipy.sparse.spmatrix",
+        "-",
+    ),
+    (
+        "scipy.sparse._matrix.spmatrix",
+        "class",
+        _SP_GEN + "scipy.sparse.spmatrix.html#scipy.sparse.spmatrix",
+        "scipy.sparse.spmatrix",
+    ),
     (
         "scipy.stats.chisquare",
         "function",
