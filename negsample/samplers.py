@@ -1196,7 +1196,7 @@ class SharedNegativeSampler(_BaseSampler):
             (log_weights - torch.log(weights.sum())).view(items.shape).to(torch.get_default_dtype())
         )
 
-    def sample(self, users: Any) -> SharedNegatives:
+    def sample(self, users: IdsLike) -> SharedNegatives:
         """Draw ``num_negatives`` shared candidates and mask each row's known positives.
 
         Args:
@@ -1215,7 +1215,7 @@ class SharedNegativeSampler(_BaseSampler):
         items = self.items_from_bits(self.draw(users_t.device))
         return SharedNegatives(items, self._mask(users_t, items), self.log_prob(items))
 
-    def mask(self, users: Any, items: Any) -> torch.Tensor:
+    def mask(self, users: IdsLike, items: IdsLike) -> torch.Tensor:
         """``(B, K)`` bool: ``True`` where ``items[k]`` is a known positive of ``users[b]``.
 
         The exact mask for any items scored by every row, e.g. candidates you
@@ -1242,7 +1242,7 @@ class SharedNegativeSampler(_BaseSampler):
         items_t = self._check_items("items", items)
         return self._mask(users_t, items_t)
 
-    def in_batch(self, users: Any, pos_items: Any) -> SharedNegatives:
+    def in_batch(self, users: IdsLike, pos_items: IdsLike) -> SharedNegatives:
         """In-batch negatives: every row's positive item as a negative for every row.
 
         ``items`` is ``pos_items`` itself; ``mask[b, j]`` is ``True`` exactly
@@ -1308,7 +1308,7 @@ class SharedNegativeSampler(_BaseSampler):
             torch.get_default_dtype()
         )
 
-    def _check_items(self, name: str, items: Any) -> torch.Tensor:
+    def _check_items(self, name: str, items: IdsLike) -> torch.Tensor:
         items_t = as_index_tensor(name, items)
         if items_t.ndim != 1:
             raise ValueError(
