@@ -357,14 +357,7 @@ class HardNegativeSampler(_BaseSampler):
         )
         self.max_scores_per_call = check_int("max_scores_per_call", max_scores_per_call, minimum=1)
         self.num_candidates = check_int("num_candidates", num_candidates, minimum=1)
-        self.num_hard = check_int("num_hard", num_hard, minimum=0)
-        self.num_random = check_int("num_random", num_random, minimum=0)
-        total = self.num_hard + self.num_random
-        if not 1 <= total <= self.num_candidates:
-            raise ValueError(
-                f"num_hard + num_random must be between 1 and num_candidates={self.num_candidates}, "
-                f"got {self.num_hard} + {self.num_random} = {total}"
-            )
+        self.num_hard, self.num_random = _check_sizes(self.num_candidates, num_hard, num_random)
         if selection not in _SELECTIONS:
             raise ValueError(f"selection must be one of {_SELECTIONS}, got {_short(selection)}")
         self.selection: Selection = selection
@@ -566,6 +559,19 @@ class UniformSampler(_BaseSampler):
         )
 
 
+def _check_sizes(num_candidates: int, num_hard: Any, num_random: Any) -> tuple[int, int]:
+    """``num_hard`` and ``num_random`` as ints: each ``>= 0``, together 1 to ``num_candidates``."""
+    num_hard = check_int("num_hard", num_hard, minimum=0)
+    num_random = check_int("num_random", num_random, minimum=0)
+    total = num_hard + num_random
+    if not 1 <= total <= num_candidates:
+        raise ValueError(
+            f"num_hard + num_random must be between 1 and num_candidates={num_candidates}, "
+            f"got {num_hard} + {num_random} = {total}"
+        )
+    return num_hard, num_random
+
+
 def _check_temperature(temperature: Any) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a float > 0, got {_short(temperature)}")
@@ -662,6 +668,12 @@ def hard_negatives(
     Returns:
         ``(B, num_hard + num_random)`` ``int64`` items, or a :class:`NegativeSample`.
 
+    Raises:
+        ValueError: If ``num_hard`` or ``num_random`` is negative, if together
+            they are 0 or more than the draws' ``num_candidates``, if the draws'
+            shapes do not match ``users``, or for a NaN score with ``validate``.
+        TypeError: If ``num_hard`` or ``num_random`` is not an int.
+
     Example:
         >>> index = PositiveIndex.from_dict({0: [1]}, num_items=4)
         >>> draws = HardDraws(torch.tensor([[0, 2, 3]]), torch.tensor([[5, 3, 4]]))
@@ -673,10 +685,27 @@ def hard_negatives(
     source = UniformCandidates(index) if candidates is None else candidates
     if source.index is not index:
         raise ValueError("candidates must be built on the same index that is passed")
+    bits_shape = tuple(draws.candidate_bits.shape)
+    if len(bits_shape) != 2 or bits_shape[0] != users.numel() or bits_shape[1] < 1:
+        raise ValueError(
+            f"draws.candidate_bits must have shape (len(users), num_candidates) = "
+            f"({users.numel()}, M) with M >= 1, got {bits_shape}"
+        )
+    if tuple(draws.slot_keys.shape) != bits_shape:
+        raise ValueError(
+            f"draws.slot_keys must have the shape of draws.candidate_bits, {bits_shape}, "
+            f"got {tuple(draws.slot_keys.shape)}"
+        )
+    num_hard, num_random = _check_sizes(bits_shape[1], num_hard, num_random)
     if temperature is not None:
         temperature = _check_temperature(temperature)
         if draws.selection_bits is None:
             raise ValueError("softmax selection (temperature set) needs draws.selection_bits")
+        if draws.selection_bits.shape != draws.candidate_bits.shape:
+            raise ValueError(
+                f"draws.selection_bits must have the shape of draws.candidate_bits, "
+                f"{tuple(draws.candidate_bits.shape)}, got {tuple(draws.selection_bits.shape)}"
+            )
     width = num_hard + num_random
     if users.numel() == 0:
         empty = torch.empty((0, width), dtype=torch.int64, device=users.device)

@@ -400,6 +400,54 @@ def test_hard_sampler_rejects_bad_configuration(
         HardNegativeSampler(_index(), *args, **kwargs)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("num_hard", "num_random", "error", "match"),
+    [
+        (2, 1, ValueError, r"between 1 and num_candidates=2, got 2 \+ 1 = 3"),
+        (-1, 1, ValueError, "num_hard must be >= 0, got -1"),
+        (1, -1, ValueError, "num_random must be >= 0, got -1"),
+        (0, 0, ValueError, r"between 1 and num_candidates=2, got 0 \+ 0 = 0"),
+        (1.0, 1, TypeError, "num_hard must be an int, got 1.0"),
+    ],
+)
+def test_hard_negatives_checks_its_sizes_like_the_sampler(
+    backend: str, num_hard: Any, num_random: Any, error: type, match: str
+) -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    draws = HardDraws(torch.tensor([[0, 2]]), torch.tensor([[5, 3]]))
+    with pytest.raises(error, match=match):
+        hard_negatives(
+            index,
+            torch.tensor([0]),
+            _ones,
+            draws,
+            num_hard=num_hard,
+            num_random=num_random,
+            backend=backend,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize(
+    ("draws", "match"),
+    [
+        (HardDraws(torch.tensor([0, 2]), torch.tensor([5, 3])), r"candidate_bits must have shape"),
+        (HardDraws(torch.tensor([[0, 2]] * 2), torch.tensor([[5, 3]] * 2)), r"got \(2, 2\)"),
+        (HardDraws(torch.tensor([[0, 2]]), torch.tensor([[5]])), "slot_keys must have the shape"),
+        (
+            HardDraws(torch.tensor([[0, 2]]), torch.tensor([[5, 3]]), torch.tensor([[1]])),
+            "selection_bits must have the shape",
+        ),
+    ],
+)
+def test_hard_negatives_checks_the_shapes_of_its_draws(draws: HardDraws, match: str) -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    with pytest.raises(ValueError, match=match):
+        hard_negatives(
+            index, torch.tensor([0]), _ones, draws, num_hard=1, num_random=0, temperature=1.0
+        )
+
+
 def test_samplers_reject_a_non_index_and_bad_uniform_counts() -> None:
     with pytest.raises(TypeError, match="index must be a PositiveIndex, got dict"):
         HardNegativeSampler({0: [1]})  # type: ignore[arg-type]
