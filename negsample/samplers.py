@@ -841,6 +841,18 @@ def _smallest_free_slots(slot_keys: torch.Tensor, taken: torch.Tensor, k: int) -
     return _rounds(keys, k, torch.argmin, _TAKEN)
 
 
+def _best_first(key: float, slot: int) -> tuple[bool, float, int]:
+    """Sort key for the hard part: the highest keys first, ties to the lower slot.
+
+    The total order of the vectorized path (torch's sort): NaN above ``+inf``
+    and ``-0.0`` equal to ``+0.0``. Python's ``sorted`` would leave NaN wherever
+    its comparisons happen to put it.
+    """
+    if math.isnan(key):
+        return (False, 0.0, slot)
+    return (True, -key, slot)
+
+
 def _hard_reference(
     source: CandidateSource,
     users: torch.Tensor,
@@ -877,10 +889,10 @@ def _hard_reference(
         scores = score_t.tolist()
         # 3. hard part: best first, ties to the lower slot
         if temperature is None:
-            hard = sorted(slots, key=lambda s: (-scores[s], s))[:num_hard]
+            keys = scores
         else:
             keys = [scores[s] / temperature + gumbel[s] for s in slots]
-            hard = sorted(slots, key=lambda s: (-keys[s], s))[:num_hard]
+        hard = sorted(slots, key=lambda s: _best_first(keys[s], s))[:num_hard]
         # 4. random part: uniform without replacement over the other slots
         others = [s for s in slots if s not in hard]
         random_part = sorted(others, key=lambda s: (slot_keys[s], s))[:num_random]

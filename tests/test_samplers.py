@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -103,6 +104,55 @@ def test_reference_and_vectorized_agree_exactly_on_the_same_draws(
     reference = hard_negatives(case.index, users, scorer, draws, backend="reference", **kwargs)
     vectorized = hard_negatives(case.index, users, scorer, draws, backend="vectorized", **kwargs)
     assert torch.equal(reference, vectorized), (reference, vectorized)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@given(data=st.data(), case=cases(), config=hard_configs(), softmax=st.booleans())
+def test_backends_agree_on_nan_and_infinite_scores_without_validation(
+    dtype: torch.dtype,
+    data: st.DataObject,
+    case: Case,
+    config: tuple[int, int, int],
+    softmax: bool,
+) -> None:
+    users = data.draw(batches(case)).long()
+    num_candidates, num_hard, num_random = config
+    draws = data.draw(draws_for(users.numel(), num_candidates))
+    if softmax:
+        selection = data.draw(draws_for(users.numel(), num_candidates)).candidate_bits
+        draws = HardDraws(draws.candidate_bits, draws.slot_keys, selection)
+    table = data.draw(tie_tables(case.index.num_users, case.num_items, nan=True, dtype=dtype))
+    kwargs: dict[str, Any] = {
+        "num_hard": num_hard,
+        "num_random": num_random,
+        "temperature": 0.5 if softmax else None,
+        "validate": False,
+    }
+    outputs = [
+        hard_negatives(case.index, users, table_scorer(table), draws, backend=b, **kwargs)
+        for b in BACKENDS
+    ]
+    assert torch.equal(outputs[0], outputs[1]), outputs
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_ranks_above_infinity_and_signed_zeros_tie(backend: str, dtype: torch.dtype) -> None:
+    index = PositiveIndex.from_dict({}, num_users=1, num_items=6)
+    # n = 6 and no positives: candidate slot j holds item j.
+    draws = HardDraws(torch.arange(6)[None], torch.zeros(1, 6, dtype=torch.int64))
+    scores = torch.tensor([-math.inf, 0.0, math.nan, -0.0, math.inf, math.nan], dtype=dtype)
+    out = hard_negatives(
+        index,
+        torch.tensor([0]),
+        lambda u, i: scores[i],
+        draws,
+        num_hard=6,
+        num_random=0,
+        backend=backend,  # type: ignore[arg-type]
+        validate=False,
+    )
+    assert out.tolist() == [[2, 5, 4, 1, 3, 0]]
 
 
 @given(case=cases(), config=hard_configs(), seed=st.integers(0, 2**32), data=st.data())
