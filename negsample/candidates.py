@@ -280,6 +280,33 @@ def _alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keep, alias
 
 
+def _row_cumsum(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Cumulative sums of each run ``values[starts[u] : starts[u] + lengths[u]]``, run by run.
+
+    The runs must cover ``values`` without overlapping. Each run's sums are the
+    ones ``np.cumsum`` gives for the run alone, bit for bit. The runs are copied
+    out ordered by length, so that the runs of one length form a
+    ``(runs, length)`` block summed along its rows: one NumPy call per distinct
+    length, of which there are at most ``sqrt(2 * values.size)``.
+    """
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    sorted_starts = np.zeros(order.size, dtype=np.int64)
+    np.cumsum(sorted_lengths[:-1], out=sorted_starts[1:])
+    offset = np.repeat(starts[order] - sorted_starts, sorted_lengths)
+    positions = offset + np.arange(offset.size)  # where each copied value came from
+    copied = values[positions]
+    bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
+    for first, last in zip(np.r_[0, bounds], np.r_[bounds, order.size], strict=True):
+        length = int(sorted_lengths[first]) if last > first else 0
+        if length:
+            block = copied[sorted_starts[first] : sorted_starts[first] + (last - first) * length]
+            np.cumsum(block.reshape(-1, length), axis=1, out=block.reshape(-1, length))
+    out = np.empty_like(values)
+    out[positions] = copied
+    return out
+
+
 class PopularityCandidates:
     """Proportional to item popularity over each user's non-positives: ``q_u(i) = w_i / W_u``.
 
@@ -294,7 +321,9 @@ class PopularityCandidates:
     Exact: no rejection loop, and a known positive or a zero-weight item is
     never returned whatever the rounding. The probabilities are those of the
     float64 weights, up to float64 rounding (a relative error of about
-    ``1e-16 * num_items``) and 53-bit uniforms.
+    ``1e-16 * num_items``) and 53-bit uniforms. Each user's cumulative
+    weights are summed over that user's row alone, so their error does not
+    grow with the number of users.
 
     Memory: one ``float64`` per interaction (each positive's cumulative gap
     weight) and a copy of the item ids, one ``float64`` per user, five arrays
@@ -359,21 +388,20 @@ class PopularityCandidates:
         last_start = np.zeros(num_users, dtype=np.int64)
         has_row = degrees > 0
         last_start[has_row] = items[indptr[1:][has_row] - 1] + 1
-        # Interleave each row's deg gap weights with its final gap, one cumulative sum over all:
-        # row u occupies slots indptr[u] + u ... indptr[u + 1] + u.
+        # Interleave each row's deg gap weights with its final gap: row u occupies slots
+        # indptr[u] + u ... indptr[u + 1] + u.
         slots = np.empty(nnz + num_users, dtype=np.float64)
         gap_slot = np.arange(nnz) + row_of
         end_slot = indptr[1:] + np.arange(num_users)
         slots[gap_slot] = cumulative[items] - cumulative[gap_start]
         slots[end_slot] = cumulative[num_items] - cumulative[last_start]
-        running = np.cumsum(slots)
-        base = np.zeros(num_users, dtype=np.float64)
-        starts = indptr[:-1] + np.arange(num_users)
-        base[starts > 0] = running[starts[starts > 0] - 1]
-        # E_j (weight of the user's non-positives before p_j) and W_u. Subtracting a row's base
-        # keeps both non-decreasing along the row, so a gap searched for always has weight > 0.
-        gap_cumulative = running[gap_slot] - base[row_of]
-        totals = running[end_slot] - base
+        # E_j (weight of the user's non-positives before p_j) and W_u, summed row by row: one
+        # running sum over all rows would give each row the rounding error of all earlier
+        # rows' mass. Sums of non-negative gaps never decrease along a row, so a gap searched
+        # for always has weight > 0.
+        running = _row_cumsum(slots, indptr[:-1] + np.arange(num_users), degrees + 1)
+        gap_cumulative = running[gap_slot]
+        totals = running[end_slot]
         positive = np.where(weights > 0, np.arange(num_items), -1)
         last_weighted = np.maximum.accumulate(positive)  # last item <= i with w > 0, or -1
         self._popularity = torch.from_numpy(popularity)
