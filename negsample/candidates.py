@@ -38,7 +38,7 @@ import torch
 from negsample._checks import _short
 from negsample._filter import PairFilter, can_filter
 from negsample.errors import EmptyComplementError
-from negsample.index import PositiveIndex, _count_at_most
+from negsample.index import NO_NEGATIVE, PositiveIndex, _count_at_most
 
 __all__ = ["CandidateSource", "PopularityCandidates", "UniformCandidates", "make_candidates"]
 
@@ -128,7 +128,8 @@ class UniformCandidates:
 
         See the class notes. On CPU only the draws that the filter flags are
         searched; elsewhere every draw is, with the same result and no
-        data-dependent shapes (so no host synchronisation).
+        data-dependent shapes (so no host synchronisation). A user with no
+        non-positive gets :data:`~negsample.NO_NEGATIVE` in every entry.
         """
         num_items = self.index.num_items
 
@@ -138,9 +139,12 @@ class UniformCandidates:
         return _replace_positives(self.index, self._filter, users, bits % num_items, second_stage)
 
     def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``log q_u(i) = -log |C_u|`` (``float64``, shape of ``items``; ``users`` 1-D)."""
+        """``log q_u(i) = -log |C_u|`` (``float64``, shape of ``items``; ``users`` 1-D).
+
+        NaN where ``items`` holds :data:`~negsample.NO_NEGATIVE`.
+        """
         sizes = self.index._complement_sizes(users).to(torch.float64)
-        return (-torch.log(sizes))[:, None].expand(items.shape)
+        return torch.where(items >= 0, (-torch.log(sizes))[:, None], math.nan)
 
     # The per-row oracle.
 
@@ -148,13 +152,16 @@ class UniformCandidates:
         """The draw of :meth:`draw`, one ``b`` at a time, as the class notes describe.
 
         ``x = b % num_items`` unless it is a positive, else the ``r``-th
-        non-positive ``r + #{j : p_j - j <= r}`` for ``r = (b // num_items) % n``.
+        non-positive ``r + #{j : p_j - j <= r}`` for ``r = (b // num_items) % n``;
+        :data:`~negsample.NO_NEGATIVE` for a user with ``n = 0``.
         """
         positives = self.index.positives(user).tolist()
         known = set(positives)
         q = [p - j for j, p in enumerate(positives)]
         num_items = self.index.num_items
         n = num_items - len(positives)
+        if n == 0:
+            return [NO_NEGATIVE] * len(bits)
         drawn = []
         for b in bits:
             item = b % num_items
@@ -165,9 +172,9 @@ class UniformCandidates:
         return drawn
 
     def reference_log_prob(self, user: int, items: list[int]) -> list[float]:
-        """``-log(n)`` for each item, ``n`` the user's number of non-positives."""
+        """``-log(n)`` for each item, ``n`` the user's number of non-positives (NaN for none)."""
         n = self.index.num_items - len(self.index.positives(user))
-        return [-math.log(n)] * len(items)
+        return [-math.log(n) if item >= 0 else math.nan for item in items]
 
 
 def _pair_filter(index: PositiveIndex) -> PairFilter | None:
@@ -491,6 +498,9 @@ class PopularityCandidates:
         ``keep[c]`` by the fraction ``f = U * N - c``, else ``alias[c]``); if
         ``x`` is a positive of the user, ``f`` rescaled to ``[0, 1)`` within the
         branch taken is a fresh uniform for an exact draw from the complement.
+        A user with ``W_u = 0`` (no non-positive of positive weight) gets
+        :data:`~negsample.NO_NEGATIVE` in every entry, without a check that
+        would synchronise.
         """
         num_items = self.index.num_items
         scaled = _unit_interval(bits) * num_items
@@ -505,7 +515,8 @@ class PopularityCandidates:
             within = torch.where(take(kept), f / p, (f - p) / (1.0 - p))
             return self._draw_from_complement(rows, within)
 
-        return _replace_positives(self.index, self._filter, users, first, second_stage)
+        items = _replace_positives(self.index, self._filter, users, first, second_stage)
+        return torch.where(self._empty(users)[:, None], NO_NEGATIVE, items)
 
     def _draw_from_complement(self, users: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
         """The item at ``unit * W_u`` of each row's complement, ``unit`` ``(B, k)`` in ``[0, 1)``."""
@@ -534,8 +545,12 @@ class PopularityCandidates:
         return torch.where(item > high, fallback, item)
 
     def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``log w_i - log W_u`` (``float64``, shape of ``items``; ``users`` 1-D)."""
-        return torch.log(self._weights[items]) - torch.log(self._totals[users])[:, None]
+        """``log w_i - log W_u`` (``float64``, shape of ``items``; ``users`` 1-D).
+
+        NaN where ``items`` holds :data:`~negsample.NO_NEGATIVE`.
+        """
+        log_w = torch.log(self._weights[items.clamp(min=0)])
+        return torch.where(items >= 0, log_w - torch.log(self._totals[users])[:, None], math.nan)
 
     # The per-row oracle.
 
@@ -553,13 +568,16 @@ class PopularityCandidates:
         """The two stages of :meth:`draw`, one ``b`` at a time.
 
         The alias table over the catalogue, then, for a positive, the inverse
-        CDF over the explicit complement list.
+        CDF over the explicit complement list; :data:`~negsample.NO_NEGATIVE`
+        for a user whose complement weighs nothing.
         """
         complement, cumulative = self._reference_row(user)
+        total = float(cumulative[-1]) if cumulative.size else 0.0
+        if total <= 0:
+            return [NO_NEGATIVE] * len(bits)
         known = set(self.index.positives(user).tolist())
         keep_of, alias_of = self._reference_alias
         num_items = self.index.num_items
-        total = float(cumulative[-1])
         picks = []
         for b in bits:
             scaled = _unit_interval_scalar(b) * num_items
@@ -576,10 +594,13 @@ class PopularityCandidates:
         return picks
 
     def reference_log_prob(self, user: int, items: list[int]) -> list[float]:
-        """``log(w_i / W_u)`` from the explicit complement list."""
+        """``log(w_i / W_u)`` from the explicit complement list (NaN for no negative)."""
         _, cumulative = self._reference_row(user)
         weights = self._weights.cpu().numpy()
-        return [math.log(float(weights[i])) - math.log(float(cumulative[-1])) for i in items]
+        return [
+            math.log(float(weights[i])) - math.log(float(cumulative[-1])) if i >= 0 else math.nan
+            for i in items
+        ]
 
 
 CandidateSource = UniformCandidates | PopularityCandidates

@@ -38,7 +38,14 @@ from negsample._checks import (
 from negsample._random import draw_bits, resolve_generator
 from negsample.errors import EmptyComplementError
 
-__all__ = ["PositiveIndex"]
+__all__ = ["NO_NEGATIVE", "PositiveIndex"]
+
+NO_NEGATIVE = -1
+"""What an unvalidated draw (``validate=False``) returns for a user with nothing to draw.
+
+Never an item id, so it is never mistaken for a negative; the docs' "Users with
+no negatives" section describes the policy.
+"""
 
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -589,15 +596,19 @@ class PositiveIndex:
     def _draw_complement(self, users: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """The ``bits % n_u``-th non-positive of each row's user, for ``(B, k)`` random bits.
 
-        ``users`` is a 1-D ``int64`` tensor of valid ids of samplable users.
+        ``users`` is a 1-D ``int64`` tensor of valid ids. A user with ``n_u = 0``
+        gets :data:`NO_NEGATIVE` in every entry: checking would synchronise, and
+        a modulo by 0 raises on the CPU but gives an arbitrary item elsewhere.
         """
+        sizes = self._complement_sizes(users)[:, None]
+        ranks = bits % sizes.clamp(min=1)
         if self._flat:
-            ranks = bits % self._complement_sizes(users)[:, None]
-            return self._complement_items(users[:, None].expand_as(bits), ranks)
-        start = self._indptr[users].to(self._position_dtype)[:, None]
-        end = self._indptr[users + 1].to(self._position_dtype)[:, None]
-        ranks = bits % (self._num_items - (end - start).long())  # int64: num_items may be >= 2**31
-        return ranks + _count_at_most(self._table, start, end, ranks, self._search_steps)
+            items = self._complement_items(users[:, None].expand_as(bits), ranks)
+        else:
+            start = self._indptr[users].to(self._position_dtype)[:, None]
+            end = self._indptr[users + 1].to(self._position_dtype)[:, None]
+            items = ranks + _count_at_most(self._table, start, end, ranks, self._search_steps)
+        return torch.where(sizes > 0, items, NO_NEGATIVE)
 
     def _complement_items(self, users: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
         """Unchecked :meth:`complement_items` on int64 tensors of equal shape."""
@@ -613,7 +624,10 @@ class PositiveIndex:
         """Raise :class:`~negsample.EmptyComplementError` if a user has no negatives.
 
         ``users`` must be an in-range integer tensor on the index's device. Reads
-        values back to the host.
+        values back to the host. This knows nothing of candidate weights: before
+        sampling with ``validate=False``, use the sampler's own
+        :meth:`~negsample.HardNegativeSampler.check_samplable`, which also
+        rejects users whose non-positives all weigh 0 under popularity candidates.
 
         Example:
             >>> index = PositiveIndex.from_dict({0: [0, 1]}, num_items=2, num_users=2)
@@ -649,6 +663,8 @@ class PositiveIndex:
             generator: ``None`` (torch's default generator), an int seed or a
                 ``torch.Generator`` on the users' device.
             validate: Check ids and that every user has a negative (synchronises).
+                Without the check, a user with no negative gets
+                :data:`NO_NEGATIVE` (-1) in every entry.
 
         Returns:
             ``int64`` tensor of shape ``(len(users), num_samples)``.

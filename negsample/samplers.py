@@ -100,11 +100,13 @@ class NegativeSample:
         log_prob: ``(B, K)`` log-probability that one draw from the candidate
             distribution gives this item, ``log q_u(item)`` (``-log |C_u|`` for
             uniform candidates): the ``log Q`` of a sampled-softmax / logQ
-            correction. In torch's default float dtype.
+            correction. In torch's default float dtype. NaN where ``items`` is
+            :data:`~negsample.NO_NEGATIVE` (unvalidated sampling only).
         is_hard: ``(B, K)`` bool, ``True`` where the negative came from the hard
             part, ``False`` for the random part.
         scores: ``(B, K)`` the scorer's scores of the negatives (computed under
-            ``no_grad`` during sampling), or ``None`` for a sampler that does not score.
+            ``no_grad`` during sampling), or ``None`` for a sampler that does not score;
+            NaN where ``items`` is :data:`~negsample.NO_NEGATIVE`.
         duplicate_fraction: 0-dim float tensor, the fraction of this call's
             candidates that repeat an earlier candidate of the same row.
 
@@ -246,6 +248,41 @@ class _BaseSampler:
                 assert gen is not None
                 gen.set_state(gen_state)
 
+    def check_samplable(self, users: Any = None) -> None:
+        """Raise unless every user in ``users`` can be sampled for, with this sampler's candidates.
+
+        What ``validate=True`` checks at every call, as a one-off: run it over
+        the training users before sampling with ``validate=False``. A user
+        can be sampled for when it has a non-positive item, and, with
+        ``candidates="popularity"`` and ``alpha > 0``, a non-positive of
+        non-zero weight (an item nobody interacted with weighs 0). Reads values
+        back to the host.
+
+        Args:
+            users: Integer user ids on any device; ``None`` (the default) checks
+                every user of the index.
+
+        Raises:
+            EmptyComplementError: Naming the users that cannot be sampled for.
+            ValueError: For ids out of range.
+            TypeError: For ids that are not integers.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [0, 1], 1: [0, 1]}, num_items=3)
+            >>> UniformSampler(index).check_samplable()  # item 2 is left for both users
+            >>> # Nobody interacted with item 2: by popularity it weighs 0.
+            >>> UniformSampler(index, candidates="popularity").check_samplable([1])
+            Traceback (most recent call last):
+            ...
+            negsample.errors.EmptyComplementError: user 1 has no non-positive item of non-zero weight ...
+        """
+        if users is None:
+            users_t = torch.arange(self.index.num_users, device=self.index.device)
+        else:
+            users_t = as_index_tensor("users", users, device=self.index.device).long()
+        check_ids_in_range("users", users_t, self.index.num_users, "user")
+        self.candidates.check(users_t.reshape(-1))
+
     def _check_users(self, users: Any) -> torch.Tensor:
         users_t = as_index_tensor("users", users)
         if users_t.ndim != 1:
@@ -308,7 +345,10 @@ class HardNegativeSampler(_BaseSampler):
         validate: Check values at every call: user ids in range, every user has a
             negative, scores free of NaN. These read values back to the host (a
             GPU synchronisation); pass ``False`` in a hot loop once the data is
-            known good. Shape, dtype and device checks always run.
+            known good (:meth:`check_samplable` checks it once). Without the
+            check, a user with nothing to draw gets a row of
+            :data:`~negsample.NO_NEGATIVE` (-1), never a positive. Shape, dtype
+            and device checks always run.
         max_scores_per_call: The vectorized backend calls the scorer on whole
             rows of candidates, at most this many candidates per call (at least
             one row), so the scorer's own temporaries stay bounded however large
@@ -432,7 +472,8 @@ class HardNegativeSampler(_BaseSampler):
             :class:`~negsample.samplers.NegativeSample` holding it.
 
         Raises:
-            EmptyComplementError: If a user has no negative to draw.
+            EmptyComplementError: If a user has no negative to draw (with
+                ``validate``; without, its row is :data:`~negsample.NO_NEGATIVE`).
             ValueError: For out-of-range ids, or scores of the wrong shape, dtype
                 or device, or containing NaN.
             TypeError: For non-integer users or a scorer that is not callable.
@@ -474,7 +515,8 @@ class UniformSampler(_BaseSampler):
         alpha: The popularity exponent in ``[0, 1]`` (default 0.75), popularity only.
         backend: ``"vectorized"`` or ``"reference"``, as in :class:`HardNegativeSampler`.
         generator: ``None``, an int seed or a ``torch.Generator``.
-        validate: Check ids and that each user has a negative (synchronises).
+        validate: Check ids and that each user has a negative (synchronises);
+            without, as in :class:`HardNegativeSampler`.
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [1, 2, 3]}, num_items=5)
@@ -645,10 +687,12 @@ def hard_negatives(
 ) -> torch.Tensor | NegativeSample:
     """Apply the hard-negative contract to given random draws (no randomness of its own).
 
-    ``users`` must be a 1-D ``int64`` tensor of valid ids whose users all have a
-    negative, on the index's device; ``draws`` must have ``B`` rows.
-    :meth:`~negsample.HardNegativeSampler.sample` checks all that, then calls this. With
-    equal inputs both backends return identical negatives.
+    ``users`` must be a 1-D ``int64`` tensor of valid ids on the index's device;
+    ``draws`` must have ``B`` rows. A user with nothing to draw from gets a row of
+    :data:`~negsample.NO_NEGATIVE` (and NaN ``log_prob`` and ``scores``).
+    :meth:`~negsample.HardNegativeSampler.sample` checks the ids (and, with
+    ``validate``, that every user has a negative), then calls this. With equal
+    inputs both backends return identical negatives.
 
     Args:
         index: The users' known positives.
@@ -764,6 +808,21 @@ def _score(
                 f"{int(nan.sum())} NaN scores in total"
             )
     return scores
+
+
+def _scorable(candidates: torch.Tensor) -> torch.Tensor:
+    """The candidates with :data:`~negsample.NO_NEGATIVE` made item 0, for the scorer.
+
+    The scorer's contract is valid item ids (an embedding lookup of -1 fails, on
+    a GPU with a device-side assert); a row of a user without negatives is
+    returned as ``NO_NEGATIVE`` whatever its scores are.
+    """
+    return candidates.clamp(min=0)
+
+
+def _no_score_for_no_negative(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """NaN where ``items`` is :data:`~negsample.NO_NEGATIVE`: no item was scored there."""
+    return torch.where(items >= 0, scores, math.nan)
 
 
 def _gumbel(bits: torch.Tensor) -> torch.Tensor:
@@ -885,7 +944,7 @@ def _hard_reference(
         repeats += len(candidates) - len(set(candidates))
         # 2. score them
         items = torch.tensor(candidates, device=users.device)
-        score_t = _score(scorer, torch.full_like(items, user), items, validate)
+        score_t = _score(scorer, torch.full_like(items, user), _scorable(items), validate)
         scores = score_t.tolist()
         # 3. hard part: best first, ties to the lower slot
         if temperature is None:
@@ -899,7 +958,7 @@ def _hard_reference(
         # 5. hard, then random
         chosen = hard + random_part
         rows.append([candidates[s] for s in chosen])
-        scores_out.append(score_t[chosen])
+        scores_out.append(_no_score_for_no_negative(score_t[chosen], items[chosen]))
         if return_info:
             log_probs.append(source.reference_log_prob(user, rows[-1]))
     device = users.device
@@ -934,16 +993,17 @@ def _hard_vectorized(
     batch, num_candidates = draws.candidate_bits.shape
     users_bm = users[:, None].expand(batch, num_candidates)
     candidates = source.draw(users, draws.candidate_bits)
+    scorable = _scorable(candidates)
     rows = max(1, max_scores_per_call // num_candidates)
     if batch <= rows:
-        scores = _score(scorer, users_bm, candidates, validate)
+        scores = _score(scorer, users_bm, scorable, validate)
     else:
         # Chunk sizes come from shapes only, so chunking needs no synchronisation.
         scores = torch.cat(
             [
                 _score(scorer, u, c, validate)
                 for u, c in zip(
-                    torch.split(users_bm, rows), torch.split(candidates, rows), strict=True
+                    torch.split(users_bm, rows), torch.split(scorable, rows), strict=True
                 )
             ]
         )
@@ -966,7 +1026,7 @@ def _hard_vectorized(
         items=items,
         log_prob=source.log_prob(users, items).to(torch.get_default_dtype()),
         is_hard=(torch.arange(width, device=items.device) < num_hard).expand(items.shape),
-        scores=scores.gather(1, chosen),
+        scores=_no_score_for_no_negative(scores.gather(1, chosen), items),
         duplicate_fraction=_duplicate_fraction(candidates),
     )
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import negsample.index as index_module
-from negsample import EmptyComplementError, PositiveIndex
+from negsample import NO_NEGATIVE, EmptyComplementError, PositiveIndex
 from negsample.index import _count_at_most, _drop_repeats, _id_array
 from tests.helpers import DEVICES
 from tests.strategies import Case, cases
@@ -381,6 +381,20 @@ def test_a_user_with_no_negative_cannot_be_sampled() -> None:
         index.sample(torch.tensor([1, 0, 1]))
     assert info.value.users == [0]
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(("search", "position_dtype"), SEARCHES)
+def test_without_validation_a_user_with_no_negative_gets_no_negative(
+    search: str, position_dtype: torch.dtype
+) -> None:
+    # Checking would synchronise; the modulo by n_u = 0 raised on the CPU and gave an
+    # arbitrary item (possibly a positive) elsewhere.
+    index = build_with(search, position_dtype, [{0, 1, 2}, {0}, set(), {0, 1, 2}], 3)
+    draws = index.sample(torch.tensor([1, 0, 2, 3]), 4, generator=0, validate=False)
+    drawn = draws[[0, 2]]
+    assert bool((drawn >= 0).all())
+    assert not bool(index.contains(torch.tensor([[1], [2]]), drawn).any())
+    assert draws[[1, 3]].tolist() == [[NO_NEGATIVE] * 4] * 2
 
 
 @pytest.mark.parametrize(

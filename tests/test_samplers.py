@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import negsample.candidates as candidates_module
-from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
+from negsample import (
+    NO_NEGATIVE,
+    EmptyComplementError,
+    HardNegativeSampler,
+    PositiveIndex,
+    UniformSampler,
+)
 from negsample.samplers import HardDraws, hard_negatives
 from tests.helpers import CUDA, DEVICES
 from tests.strategies import Case, batches, cases, table_scorer, tie_tables
@@ -87,6 +93,112 @@ def test_uniform_negatives_are_never_known_positives(
     assert negatives.shape == (users.numel(), k)
     assert negatives.dtype == torch.int64
     assert_no_positive(case, users, negatives)
+
+
+# ---------------------------------------------------------------------- users with nothing to draw
+
+
+def drawable(case: Case, candidates: dict[str, Any], user: int) -> bool:
+    """Whether the candidate distribution has an item for ``user``, from the definition."""
+    complement = case.complement(user)
+    if candidates.get("candidates", "uniform") == "uniform":
+        return bool(complement)
+    popularity = [sum(i in p for p in case.positives) for i in range(case.num_items)]
+    return any(float(popularity[i]) ** candidates["alpha"] > 0 for i in complement)
+
+
+CANDIDATES: list[dict[str, Any]] = [
+    {},
+    {"candidates": "popularity", "alpha": 0.0},
+    {"candidates": "popularity", "alpha": 0.5},
+    {"candidates": "popularity", "alpha": 1.0},
+]
+
+
+@pytest.mark.parametrize("compacting", [True, False], ids=["cpu-path", "fixed-shape-path"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(
+    data=st.data(),
+    case=cases(allow_full=True),
+    candidates=st.sampled_from(CANDIDATES),
+    seed=st.integers(0, 2**32),
+)
+def test_without_validation_a_user_with_nothing_to_draw_gets_no_negative_never_a_positive(
+    compacting: bool,
+    backend: str,
+    data: st.DataObject,
+    case: Case,
+    candidates: dict[str, Any],
+    seed: int,
+) -> None:
+    # Any users, including ones whose positives cover the catalogue and, by popularity,
+    # ones whose non-positives all weigh 0 (nobody's positive, alpha > 0).
+    users = torch.tensor(
+        data.draw(st.lists(st.integers(0, case.index.num_users - 1), min_size=1, max_size=8))
+    )
+    config = data.draw(hard_configs())
+    table = data.draw(tie_tables(case.index.num_users, case.num_items))
+    kwargs: dict[str, Any] = {"backend": backend, "generator": seed, "validate": False}
+    hard = HardNegativeSampler(case.index, *config, **candidates, **kwargs)
+    uniform = UniformSampler(case.index, 3, **candidates, **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        if not compacting:
+            patch.setattr(candidates_module, "_COMPACTING_DEVICES", ())
+        info = hard.sample(users, table_scorer(table), return_info=True)
+        uniform_info = uniform.sample(users, return_info=True)
+    for out in (info, uniform_info):
+        assert_no_positive(case, users, out.items)
+        for user, row, log_prob in zip(users.tolist(), out.items, out.log_prob, strict=True):
+            if drawable(case, candidates, user):
+                assert bool((row >= 0).all()) and bool(torch.isfinite(log_prob).all()), (user, row)
+            else:
+                assert row.tolist() == [NO_NEGATIVE] * row.numel(), (user, row)
+                assert bool(torch.isnan(log_prob).all())
+    assert info.scores is not None
+    assert torch.equal(torch.isnan(info.scores), info.items == NO_NEGATIVE)
+    undrawable = sorted({u for u in users.tolist() if not drawable(case, candidates, u)})
+    for sampler in (hard, uniform):
+        if undrawable:
+            with pytest.raises(EmptyComplementError) as err:
+                sampler.check_samplable(users)
+            assert err.value.users == undrawable
+        else:
+            sampler.check_samplable(users)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_issue_case_a_complement_of_weightless_items_gets_no_negative(backend: str) -> None:
+    # Users 0 and 1 have items 0..6; item 7 is nobody's positive, so by popularity it weighs 0
+    # and user 1 has nothing to draw, although its complement (item 7) is not empty.
+    index = PositiveIndex.from_dict({0: range(7), 1: range(7)}, num_items=8)
+    users = torch.tensor([1, 1])
+    kwargs: dict[str, Any] = {"candidates": "popularity", "backend": backend, "generator": 0}
+    uniform = UniformSampler(index, 4, validate=False, **kwargs)
+    hard = HardNegativeSampler(index, 4, 1, 1, validate=False, **kwargs)
+    assert uniform.sample(users).tolist() == [[NO_NEGATIVE] * 4] * 2
+    assert hard.sample(users, _ones).tolist() == [[NO_NEGATIVE] * 2] * 2
+    index.check_samplable(users)  # the index's own check knows nothing of weights
+    for sampler in (uniform, hard):
+        with pytest.raises(
+            EmptyComplementError, match="user 1 has no non-positive item of non-zero weight"
+        ):
+            sampler.check_samplable(users)
+        with pytest.raises(EmptyComplementError) as err:
+            sampler.check_samplable()  # every user of the index
+        assert err.value.users == [0, 1]
+    with pytest.raises(EmptyComplementError, match="user 1 has no non-positive item"):
+        UniformSampler(index, 4, **kwargs).sample(users)  # validated: a clear error
+
+
+def test_check_samplable_checks_ids_and_accepts_lists() -> None:
+    sampler = UniformSampler(_index(), 1)
+    sampler.check_samplable([1, 2])
+    with pytest.raises(ValueError, match=r"users must be user ids in \[0, 3\), got 3"):
+        sampler.check_samplable([1, 3])
+    with pytest.raises(TypeError, match="users must hold integer ids"):
+        sampler.check_samplable([1.5])
+    with pytest.raises(EmptyComplementError, match="user 0 has every one of the 3 items"):
+        sampler.check_samplable()
 
 
 # ---------------------------------------------------------------------- identical on identical draws
