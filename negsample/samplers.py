@@ -182,6 +182,7 @@ class _BaseSampler:
 
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
         """The generator for ``device``: one stream per device for an int seed."""
+        _check_sampling_device(device)
         if not isinstance(self._generator_arg, int):
             return resolve_generator(self._generator_arg, device)
         if device not in self._generators:
@@ -195,7 +196,9 @@ class _BaseSampler:
 
         Holds the state of each generator the sampler owns or was given, so that
         a run resumed with :meth:`load_state_dict` draws the same negatives as
-        an uninterrupted one. With ``generator=None`` the sampler draws from
+        an uninterrupted one. For an int seed it also holds the seed, which
+        starts the streams of devices not drawn on yet (every device, before the
+        first ``sample``). With ``generator=None`` the sampler draws from
         torch's default generator, which is not part of this state: save
         ``torch.get_rng_state()`` yourself in that case.
 
@@ -214,10 +217,16 @@ class _BaseSampler:
             states = {str(self._generator_arg.device): self._generator_arg.get_state()}
         else:
             states = {str(device): gen.get_state() for device, gen in self._generators.items()}
+        if isinstance(self._generator_arg, int):
+            return {"generator_states": states, "seed": self._generator_arg}
         return {"generator_states": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the random state saved by :meth:`state_dict`.
+
+        A saved seed replaces the sampler's own (for a ``torch.Generator``, it
+        seeds the generator when the state holds no generator state), so the
+        sampler continues the saved stream whatever seed it was made with.
 
         Raises:
             ValueError: If the sampler draws from torch's default generator, or
@@ -229,11 +238,20 @@ class _BaseSampler:
                 f"state_dict must be what state_dict() returns, a dict with 'generator_states', "
                 f"got {_short(state_dict)}"
             )
+        seed = state_dict.get("seed")
+        if seed is not None and not isinstance(make_generator("state_dict['seed']", seed), int):
+            raise TypeError(f"state_dict['seed'] must be an int seed, got {_short(seed)}")
         if self._generator_arg is None:
             raise ValueError(
                 "this sampler draws from torch's default generator (generator=None), which it "
                 "does not own; restore it with torch.set_rng_state, or pass generator=seed"
             )
+        if seed is not None and isinstance(self._generator_arg, int):
+            # Streams already started from this sampler's own seed would not be the saved ones.
+            self._generator_arg = int(seed)
+            self._generators = {}
+        elif seed is not None and isinstance(self._generator_arg, torch.Generator) and not states:
+            self._generator_arg.manual_seed(int(seed))
         for device_name, gen_state in states.items():
             device = torch.device(device_name)
             if isinstance(self._generator_arg, torch.Generator):
@@ -294,6 +312,7 @@ class _BaseSampler:
                 f"users are on {users_t.device} but the index is on {self.index.device}; "
                 f"call sampler.to({str(users_t.device)!r}) once before sampling"
             )
+        _check_sampling_device(users_t.device)
         users_t = users_t.long()
         if self.validate and users_t.numel():
             upper = self.index.num_users
@@ -307,6 +326,15 @@ class _BaseSampler:
         """Per user: out of range, or nothing to draw from (for ``upper >= 1`` users)."""
         out_of_range = (users < 0) | (users >= upper)
         return out_of_range | self.candidates._empty(users.clamp(0, upper - 1))
+
+
+def _check_sampling_device(device: torch.device) -> None:
+    """Raise for a device a sampler cannot draw on: ``meta`` tensors hold no values."""
+    if device.type == "meta":
+        raise ValueError(
+            f"a sampler cannot draw on device {str(device)!r}: meta tensors hold no values; "
+            f"use a device with memory, such as 'cpu' or 'cuda'"
+        )
 
 
 class HardNegativeSampler(_BaseSampler):

@@ -443,6 +443,18 @@ def test_from_dict_rejects_bad_input(mapping: object, error: type, match: str) -
         PositiveIndex.from_dict(mapping)  # type: ignore[arg-type]
 
 
+def test_uint64_ids_beyond_int64_are_reported_as_they_were_given() -> None:
+    big = np.array([0, 2**63 + 1], dtype=np.uint64)
+    with pytest.raises(
+        ValueError, match=r"users must be ids below 2\*\*63 .*got 9223372036854775809"
+    ):
+        PositiveIndex.from_pairs(big, np.array([0, 1]))
+    index = PositiveIndex.from_pairs(np.array([0, 2], dtype=np.uint64), [0, 1])  # small ones pass
+    assert index.num_users == 3
+    with pytest.raises(ValueError, match="got 9223372036854775809"):
+        index.degree(big)
+
+
 def test_from_dict_rejects_sizes_below_the_ids_present() -> None:
     with pytest.raises(ValueError, match="num_users=2 is too small: user id 4"):
         PositiveIndex.from_dict({4: [0]}, num_users=2)

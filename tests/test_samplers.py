@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -640,6 +641,13 @@ def _ones(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             "users must hold integer ids, got a tensor of dtype torch.float32",
         ),
         ([1, 0.5], _ones, TypeError, "users must hold integer ids"),
+        (
+            np.array([1, 2**63 + 1], dtype=np.uint64),
+            _ones,
+            ValueError,
+            r"users must be ids below 2\*\*63 .*got 9223372036854775809",
+        ),
+        ([2**63 + 1], _ones, ValueError, "got 9223372036854775809"),
         (torch.tensor([1, 0]), _ones, EmptyComplementError, "user 0 has every one of the 3 items"),
         (torch.tensor([1]), "model", TypeError, "scorer must be callable"),
         (
@@ -702,6 +710,20 @@ def test_users_on_another_device_than_the_index_are_rejected() -> None:
     assert sampler.to("cuda").sample(torch.tensor([1], device="cuda")).device.type == "cuda"
 
 
+@pytest.mark.parametrize("validate", [True, False])
+def test_sampling_on_the_meta_device_is_refused_with_a_clear_error(validate: bool) -> None:
+    # Moving is fine (the tables' devices can be inspected there); drawing needs values.
+    users = torch.tensor([1, 2], device="meta")
+    for sampler in (
+        UniformSampler(_index(), 1, generator=0, validate=validate).to("meta"),
+        HardNegativeSampler(_index(), 3, 1, 1, generator=0, validate=validate).to("meta"),
+    ):
+        with pytest.raises(ValueError, match="a sampler cannot draw on device 'meta'"):
+            sampler.sample(users, _ones)
+        with pytest.raises(ValueError, match="a sampler cannot draw on device 'meta'"):
+            sampler.draw(2, "meta")
+
+
 def test_repr() -> None:
     assert repr(HardNegativeSampler(_index(), 4, 1, 2)) == (
         "HardNegativeSampler(num_candidates=4, num_hard=1, num_random=2, backend='vectorized', validate=True)"
@@ -740,6 +762,26 @@ def test_a_resumed_sampler_draws_what_an_uninterrupted_one_draws(
     resumed.load_state_dict(torch.load(tmp_path / "sampler.pt"))
     for want in expected[2:]:
         assert torch.equal(resumed.sample(users, scorer), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_state_saved_before_the_first_sample_resumes_under_another_seed(backend: str) -> None:
+    index = PositiveIndex.from_pairs([0, 0, 1], [3, 4, 0], num_items=100)
+    users = torch.tensor([0, 1, 1])
+    kwargs: dict[str, Any] = {"backend": backend}
+    state = UniformSampler(index, 4, generator=5, **kwargs).state_dict()
+    expected = UniformSampler(index, 4, generator=5, **kwargs)
+    want = [expected.sample(users) for _ in range(2)]
+    fresh = UniformSampler(index, 4, generator=99, **kwargs)
+    used = UniformSampler(index, 4, generator=99, **kwargs)
+    used.sample(users)  # its CPU stream started from seed 99: loading must replace it
+    given_generator = UniformSampler(index, 4, generator=torch.Generator().manual_seed(99))
+    for resumed in (fresh, used, given_generator):
+        resumed.load_state_dict(state)
+        for expected_out in want:
+            assert torch.equal(resumed.sample(users), expected_out)
+    with pytest.raises(TypeError, match=r"state_dict\['seed'\] must be an int seed"):
+        fresh.load_state_dict({"generator_states": {}, "seed": torch.Generator()})
 
 
 def test_load_state_dict_rejects_what_it_cannot_restore() -> None:
