@@ -307,12 +307,12 @@ class _BaseSampler:
             raise ValueError(
                 f"users must be a 1-D tensor of user ids, got shape {tuple(users_t.shape)}"
             )
+        _check_sampling_device(users_t.device)
         if users_t.device != self.index.device:
             raise ValueError(
                 f"users are on {users_t.device} but the index is on {self.index.device}; "
                 f"call sampler.to({str(users_t.device)!r}) once before sampling"
             )
-        _check_sampling_device(users_t.device)
         users_t = users_t.long()
         if self.validate and users_t.numel():
             upper = self.index.num_users

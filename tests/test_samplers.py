@@ -722,6 +722,8 @@ def test_sampling_on_the_meta_device_is_refused_with_a_clear_error(validate: boo
             sampler.sample(users, _ones)
         with pytest.raises(ValueError, match="a sampler cannot draw on device 'meta'"):
             sampler.draw(2, "meta")
+    with pytest.raises(ValueError, match="a sampler cannot draw on device 'meta'"):
+        UniformSampler(_index(), 1).sample(users)  # not moved: not told to move there
 
 
 def test_repr() -> None:
