@@ -408,7 +408,12 @@ class PositiveIndex:
         the module notes): a new tensor per access.
         """
         if self._flat:
-            return (self._items % self._num_items).to(self._item_dtype)
+            keys = self._items
+            if self._num_items > torch.iinfo(keys.dtype).max:
+                # One user and num_items = 2**7, 2**15 or 2**31: the keys' dtype holds every key
+                # but not num_items itself, which would wrap to a negative divisor.
+                keys = keys.long()
+            return (keys % self._num_items).to(self._item_dtype)
         return self._items
 
     def _items_at(self, positions: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import negsample.index as index_module
-from negsample import NO_NEGATIVE, EmptyComplementError, PositiveIndex
+from negsample import NO_NEGATIVE, EmptyComplementError, PositiveIndex, UniformSampler
 from negsample.index import _count_at_most, _drop_repeats, _id_array
 from tests.helpers import DEVICES
 from tests.strategies import Case, cases
@@ -255,6 +255,22 @@ def test_a_million_users_by_a_million_items_keeps_8_bytes_per_interaction() -> N
         torch.tensor([0, n - 4, 1, n - 3, n - 2, 499_999, 500_000, n - 1]),
     )
     assert got.tolist() == [2, n - 2, 3, n - 3, n - 1, 499_999, 500_001, n - 1]
+
+
+@pytest.mark.parametrize(
+    ("num_items", "items"),
+    [(2**7, list(range(1, 2**7))), (2**15, list(range(1, 2**15))), (2**31, [0, 5, 2**31 - 1])],
+)
+def test_indices_of_one_user_with_a_power_of_two_catalogue(
+    num_items: int, items: list[int]
+) -> None:
+    # The flat keys of one user fit the dtype whose maximum is num_items - 1: computing
+    # key % num_items in that dtype wrapped the divisor, so ids past the middle came back
+    # negative, the pair filter missed them and the samplers returned known positives.
+    index = PositiveIndex.from_dict({0: items}, num_items=num_items)
+    assert index.indices.tolist() == items
+    negatives = UniformSampler(index, 8, generator=0).sample(torch.zeros(200, dtype=torch.int64))
+    assert not bool(index.contains(torch.zeros(200, 1, dtype=torch.int64), negatives).any())
 
 
 def test_int32_ids_are_not_widened() -> None:
