@@ -17,7 +17,7 @@ Example:
 
 from negsample import data, functional, metrics
 from negsample.errors import EmptyComplementError
-from negsample.index import PositiveIndex
+from negsample.index import NO_NEGATIVE, PositiveIndex
 from negsample.losses import BCELoss, BPRLoss, SampledSoftmaxLoss
 from negsample.models import MFModel
 from negsample.samplers import HardNegativeSampler, SharedNegativeSampler, UniformSampler
@@ -25,6 +25,7 @@ from negsample.samplers import HardNegativeSampler, SharedNegativeSampler, Unifo
 __version__ = "0.1.0"
 
 __all__ = [
+    "NO_NEGATIVE",
     "BCELoss",
     "BPRLoss",
     "EmptyComplementError",

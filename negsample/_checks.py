@@ -54,6 +54,7 @@ def as_index_tensor(name: str, value: Any, *, device: torch.device | None = None
             raise TypeError(
                 f"{name} must hold integer ids, got a NumPy array of dtype {value.dtype}"
             )
+        _check_fits_int64(name, value)
         tensor = torch.from_numpy(np.ascontiguousarray(value).astype(np.int64, copy=False))
     else:
         try:
@@ -68,12 +69,27 @@ def as_index_tensor(name: str, value: Any, *, device: torch.device | None = None
             raise TypeError(
                 f"{name} must hold integer ids, got {_short(value)} (which converts to dtype {array.dtype})"
             )
+        _check_fits_int64(name, array)
         tensor = torch.from_numpy(array.astype(np.int64))
     if not is_integer_dtype(tensor.dtype):
         raise TypeError(f"{name} must hold integer ids, got a tensor of dtype {tensor.dtype}")
     if device is not None:
         tensor = tensor.to(device)
     return tensor
+
+
+def _check_fits_int64(name: str, array: np.ndarray) -> None:
+    """Raise ``ValueError`` for ``uint64`` ids of ``2**63`` or more, which ``int64`` would wrap.
+
+    Without this the conversion turns them negative, and the range check
+    reports a negative id the caller never passed.
+    """
+    if array.dtype == np.uint64 and array.size:
+        too_large = array[array > np.uint64(2**63 - 1)]
+        if too_large.size:
+            raise ValueError(
+                f"{name} must be ids below 2**63 (they are used as int64), got {int(too_large[0])}"
+            )
 
 
 def check_ids_in_range(name: str, ids: torch.Tensor, upper: int, what: str) -> None:

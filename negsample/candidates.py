@@ -28,6 +28,7 @@ up to float64 rounding at the boundaries between items otherwise).
 from __future__ import annotations
 
 import math
+import os
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Literal
@@ -38,7 +39,7 @@ import torch
 from negsample._checks import _short
 from negsample._filter import PairFilter, can_filter
 from negsample.errors import EmptyComplementError
-from negsample.index import PositiveIndex, _count_at_most
+from negsample.index import NO_NEGATIVE, PositiveIndex, _count_at_most
 
 __all__ = ["CandidateSource", "PopularityCandidates", "UniformCandidates", "make_candidates"]
 
@@ -128,7 +129,8 @@ class UniformCandidates:
 
         See the class notes. On CPU only the draws that the filter flags are
         searched; elsewhere every draw is, with the same result and no
-        data-dependent shapes (so no host synchronisation).
+        data-dependent shapes (so no host synchronisation). A user with no
+        non-positive gets :data:`~negsample.NO_NEGATIVE` in every entry.
         """
         num_items = self.index.num_items
 
@@ -138,9 +140,12 @@ class UniformCandidates:
         return _replace_positives(self.index, self._filter, users, bits % num_items, second_stage)
 
     def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``log q_u(i) = -log |C_u|`` (``float64``, shape of ``items``; ``users`` 1-D)."""
+        """``log q_u(i) = -log |C_u|`` (``float64``, shape of ``items``; ``users`` 1-D).
+
+        NaN where ``items`` holds :data:`~negsample.NO_NEGATIVE`.
+        """
         sizes = self.index._complement_sizes(users).to(torch.float64)
-        return (-torch.log(sizes))[:, None].expand(items.shape)
+        return torch.where(items >= 0, (-torch.log(sizes))[:, None], math.nan)
 
     # The per-row oracle.
 
@@ -148,13 +153,16 @@ class UniformCandidates:
         """The draw of :meth:`draw`, one ``b`` at a time, as the class notes describe.
 
         ``x = b % num_items`` unless it is a positive, else the ``r``-th
-        non-positive ``r + #{j : p_j - j <= r}`` for ``r = (b // num_items) % n``.
+        non-positive ``r + #{j : p_j - j <= r}`` for ``r = (b // num_items) % n``;
+        :data:`~negsample.NO_NEGATIVE` for a user with ``n = 0``.
         """
         positives = self.index.positives(user).tolist()
         known = set(positives)
         q = [p - j for j, p in enumerate(positives)]
         num_items = self.index.num_items
         n = num_items - len(positives)
+        if n == 0:
+            return [NO_NEGATIVE] * len(bits)
         drawn = []
         for b in bits:
             item = b % num_items
@@ -165,9 +173,9 @@ class UniformCandidates:
         return drawn
 
     def reference_log_prob(self, user: int, items: list[int]) -> list[float]:
-        """``-log(n)`` for each item, ``n`` the user's number of non-positives."""
+        """``-log(n)`` for each item, ``n`` the user's number of non-positives (NaN for none)."""
         n = self.index.num_items - len(self.index.positives(user))
-        return [-math.log(n)] * len(items)
+        return [-math.log(n) if item >= 0 else math.nan for item in items]
 
 
 def _pair_filter(index: PositiveIndex) -> PairFilter | None:
@@ -280,6 +288,66 @@ def _alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keep, alias
 
 
+def _row_cumsum(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Cumulative sums of each run ``values[starts[u] : starts[u] + lengths[u]]``, run by run.
+
+    The runs must cover ``values`` without overlapping. Each run's sums are the
+    ones ``np.cumsum`` gives for the run alone, bit for bit. The runs are copied
+    out ordered by length, so that the runs of one length form a
+    ``(runs, length)`` block summed along its rows: one NumPy call per distinct
+    length, of which there are at most ``sqrt(2 * values.size)``.
+    """
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    sorted_starts = np.zeros(order.size, dtype=np.int64)
+    np.cumsum(sorted_lengths[:-1], out=sorted_starts[1:])
+    offset = np.repeat(starts[order] - sorted_starts, sorted_lengths)
+    positions = offset + np.arange(offset.size)  # where each copied value came from
+    copied = values[positions]
+    bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
+    for first, last in zip(np.r_[0, bounds], np.r_[bounds, order.size], strict=True):
+        length = int(sorted_lengths[first]) if last > first else 0
+        if length:
+            block = copied[sorted_starts[first] : sorted_starts[first] + (last - first) * length]
+            np.cumsum(block.reshape(-1, length), axis=1, out=block.reshape(-1, length))
+    out = np.empty_like(values)
+    out[positions] = copied
+    return out
+
+
+_BUILD_BYTES_PER_ITEM = 128
+_BUILD_BYTES_PER_INTERACTION = 80
+_BUILD_BYTES_PER_USER = 120
+"""Peak host memory of :meth:`PopularityCandidates._build`, measured with ``tracemalloc``
+(about 125, 60 and 113 bytes), rounded up. Most of the per-item part is the alias
+table's construction over Python lists."""
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory of this machine, or ``None`` where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_build_memory(index: PositiveIndex) -> None:
+    """Raise ``ValueError`` if building popularity tables for ``index`` cannot fit in memory."""
+    needed = (
+        _BUILD_BYTES_PER_ITEM * index.num_items
+        + _BUILD_BYTES_PER_INTERACTION * index.num_interactions
+        + _BUILD_BYTES_PER_USER * index.num_users
+    )
+    available = _physical_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"candidates='popularity' over an index of num_items={index.num_items}, "
+            f"{index.num_interactions} interactions and {index.num_users} users needs about "
+            f"{needed / 2**30:.1f} GiB of memory to build its tables, more than this machine's "
+            f"{available / 2**30:.1f} GiB; use candidates='uniform', which keeps no per-item tables"
+        )
+
+
 class PopularityCandidates:
     """Proportional to item popularity over each user's non-positives: ``q_u(i) = w_i / W_u``.
 
@@ -294,12 +362,18 @@ class PopularityCandidates:
     Exact: no rejection loop, and a known positive or a zero-weight item is
     never returned whatever the rounding. The probabilities are those of the
     float64 weights, up to float64 rounding (a relative error of about
-    ``1e-16 * num_items``) and 53-bit uniforms.
+    ``1e-16 * num_items``) and 53-bit uniforms. Each user's cumulative
+    weights are summed over that user's row alone, so their error does not
+    grow with the number of users.
 
     Memory: one ``float64`` per interaction (each positive's cumulative gap
     weight) and a copy of the item ids, one ``float64`` per user, five arrays
     per item (weights, cumulative weights, the alias table, the last weighted
     item), and the index's pair filter (shared with uniform candidates).
+    Building the tables takes more, on the CPU, at its peak about
+    ``128 * num_items + 80 * num_interactions + 120 * num_users`` bytes; an
+    index for which that exceeds the machine's memory is refused up front
+    (``ValueError``) rather than failing part way (or swapping) after minutes.
 
     Two stages (see :meth:`draw` and the algorithm page): an item drawn by
     weight over the whole catalogue is kept unless it is a positive of the
@@ -332,6 +406,7 @@ class PopularityCandidates:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.index = index
         self.alpha = float(alpha)
+        _check_build_memory(index)
         self._build()  # on the CPU, then the tables go where the index lives
         for name in self._TABLES:
             setattr(self, name, getattr(self, name).to(index.device))
@@ -359,21 +434,20 @@ class PopularityCandidates:
         last_start = np.zeros(num_users, dtype=np.int64)
         has_row = degrees > 0
         last_start[has_row] = items[indptr[1:][has_row] - 1] + 1
-        # Interleave each row's deg gap weights with its final gap, one cumulative sum over all:
-        # row u occupies slots indptr[u] + u ... indptr[u + 1] + u.
+        # Interleave each row's deg gap weights with its final gap: row u occupies slots
+        # indptr[u] + u ... indptr[u + 1] + u.
         slots = np.empty(nnz + num_users, dtype=np.float64)
         gap_slot = np.arange(nnz) + row_of
         end_slot = indptr[1:] + np.arange(num_users)
         slots[gap_slot] = cumulative[items] - cumulative[gap_start]
         slots[end_slot] = cumulative[num_items] - cumulative[last_start]
-        running = np.cumsum(slots)
-        base = np.zeros(num_users, dtype=np.float64)
-        starts = indptr[:-1] + np.arange(num_users)
-        base[starts > 0] = running[starts[starts > 0] - 1]
-        # E_j (weight of the user's non-positives before p_j) and W_u. Subtracting a row's base
-        # keeps both non-decreasing along the row, so a gap searched for always has weight > 0.
-        gap_cumulative = running[gap_slot] - base[row_of]
-        totals = running[end_slot] - base
+        # E_j (weight of the user's non-positives before p_j) and W_u, summed row by row: one
+        # running sum over all rows would give each row the rounding error of all earlier
+        # rows' mass. Sums of non-negative gaps never decrease along a row, so a gap searched
+        # for always has weight > 0.
+        running = _row_cumsum(slots, indptr[:-1] + np.arange(num_users), degrees + 1)
+        gap_cumulative = running[gap_slot]
+        totals = running[end_slot]
         positive = np.where(weights > 0, np.arange(num_items), -1)
         last_weighted = np.maximum.accumulate(positive)  # last item <= i with w > 0, or -1
         self._popularity = torch.from_numpy(popularity)
@@ -463,6 +537,9 @@ class PopularityCandidates:
         ``keep[c]`` by the fraction ``f = U * N - c``, else ``alias[c]``); if
         ``x`` is a positive of the user, ``f`` rescaled to ``[0, 1)`` within the
         branch taken is a fresh uniform for an exact draw from the complement.
+        A user with ``W_u = 0`` (no non-positive of positive weight) gets
+        :data:`~negsample.NO_NEGATIVE` in every entry, without a check that
+        would synchronise.
         """
         num_items = self.index.num_items
         scaled = _unit_interval(bits) * num_items
@@ -477,7 +554,8 @@ class PopularityCandidates:
             within = torch.where(take(kept), f / p, (f - p) / (1.0 - p))
             return self._draw_from_complement(rows, within)
 
-        return _replace_positives(self.index, self._filter, users, first, second_stage)
+        items = _replace_positives(self.index, self._filter, users, first, second_stage)
+        return torch.where(self._empty(users)[:, None], NO_NEGATIVE, items)
 
     def _draw_from_complement(self, users: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
         """The item at ``unit * W_u`` of each row's complement, ``unit`` ``(B, k)`` in ``[0, 1)``."""
@@ -506,8 +584,12 @@ class PopularityCandidates:
         return torch.where(item > high, fallback, item)
 
     def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``log w_i - log W_u`` (``float64``, shape of ``items``; ``users`` 1-D)."""
-        return torch.log(self._weights[items]) - torch.log(self._totals[users])[:, None]
+        """``log w_i - log W_u`` (``float64``, shape of ``items``; ``users`` 1-D).
+
+        NaN where ``items`` holds :data:`~negsample.NO_NEGATIVE`.
+        """
+        log_w = torch.log(self._weights[items.clamp(min=0)])
+        return torch.where(items >= 0, log_w - torch.log(self._totals[users])[:, None], math.nan)
 
     # The per-row oracle.
 
@@ -525,13 +607,16 @@ class PopularityCandidates:
         """The two stages of :meth:`draw`, one ``b`` at a time.
 
         The alias table over the catalogue, then, for a positive, the inverse
-        CDF over the explicit complement list.
+        CDF over the explicit complement list; :data:`~negsample.NO_NEGATIVE`
+        for a user whose complement weighs nothing.
         """
         complement, cumulative = self._reference_row(user)
+        total = float(cumulative[-1]) if cumulative.size else 0.0
+        if total <= 0:
+            return [NO_NEGATIVE] * len(bits)
         known = set(self.index.positives(user).tolist())
         keep_of, alias_of = self._reference_alias
         num_items = self.index.num_items
-        total = float(cumulative[-1])
         picks = []
         for b in bits:
             scaled = _unit_interval_scalar(b) * num_items
@@ -548,10 +633,13 @@ class PopularityCandidates:
         return picks
 
     def reference_log_prob(self, user: int, items: list[int]) -> list[float]:
-        """``log(w_i / W_u)`` from the explicit complement list."""
+        """``log(w_i / W_u)`` from the explicit complement list (NaN for no negative)."""
         _, cumulative = self._reference_row(user)
         weights = self._weights.cpu().numpy()
-        return [math.log(float(weights[i])) - math.log(float(cumulative[-1])) for i in items]
+        return [
+            math.log(float(weights[i])) - math.log(float(cumulative[-1])) if i >= 0 else math.nan
+            for i in items
+        ]
 
 
 CandidateSource = UniformCandidates | PopularityCandidates

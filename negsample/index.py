@@ -42,7 +42,14 @@ from negsample.typing import IdsLike
 if TYPE_CHECKING:
     from scipy.sparse import sparray, spmatrix
 
-__all__ = ["PositiveIndex"]
+__all__ = ["NO_NEGATIVE", "PositiveIndex"]
+
+NO_NEGATIVE = -1
+"""What an unvalidated draw (``validate=False``) returns for a user with nothing to draw.
+
+Never an item id, so it is never mistaken for a negative; the docs' "Users with
+no negatives" section describes the policy.
+"""
 
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -405,7 +412,12 @@ class PositiveIndex:
         the module notes): a new tensor per access.
         """
         if self._flat:
-            return (self._items % self._num_items).to(self._item_dtype)
+            keys = self._items
+            if self._num_items > torch.iinfo(keys.dtype).max:
+                # One user and num_items = 2**7, 2**15 or 2**31: the keys' dtype holds every key
+                # but not num_items itself, which would wrap to a negative divisor.
+                keys = keys.long()
+            return (keys % self._num_items).to(self._item_dtype)
         return self._items
 
     def _items_at(self, positions: torch.Tensor) -> torch.Tensor:
@@ -636,15 +648,19 @@ class PositiveIndex:
     def _draw_complement(self, users: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """The ``bits % n_u``-th non-positive of each row's user, for ``(B, k)`` random bits.
 
-        ``users`` is a 1-D ``int64`` tensor of valid ids of samplable users.
+        ``users`` is a 1-D ``int64`` tensor of valid ids. A user with ``n_u = 0``
+        gets :data:`NO_NEGATIVE` in every entry: checking would synchronise, and
+        a modulo by 0 raises on the CPU but gives an arbitrary item elsewhere.
         """
+        sizes = self._complement_sizes(users)[:, None]
+        ranks = bits % sizes.clamp(min=1)
         if self._flat:
-            ranks = bits % self._complement_sizes(users)[:, None]
-            return self._complement_items(users[:, None].expand_as(bits), ranks)
-        start = self._indptr[users].to(self._position_dtype)[:, None]
-        end = self._indptr[users + 1].to(self._position_dtype)[:, None]
-        ranks = bits % (self._num_items - (end - start).long())  # int64: num_items may be >= 2**31
-        return ranks + _count_at_most(self._table, start, end, ranks, self._search_steps)
+            items = self._complement_items(users[:, None].expand_as(bits), ranks)
+        else:
+            start = self._indptr[users].to(self._position_dtype)[:, None]
+            end = self._indptr[users + 1].to(self._position_dtype)[:, None]
+            items = ranks + _count_at_most(self._table, start, end, ranks, self._search_steps)
+        return torch.where(sizes > 0, items, NO_NEGATIVE)
 
     def _complement_items(self, users: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
         """Unchecked :meth:`complement_items` on int64 tensors of equal shape."""
@@ -659,8 +675,10 @@ class PositiveIndex:
     def check_samplable(self, users: torch.Tensor) -> None:
         """Raise :class:`~negsample.EmptyComplementError` if a user has no negatives.
 
-        A user has no negatives when its positives cover the whole catalogue.
-        Reads values back to the host.
+        Reads values back to the host. This knows nothing of candidate weights: before
+        sampling with ``validate=False``, use the sampler's own
+        :meth:`~negsample.HardNegativeSampler.check_samplable`, which also
+        rejects users whose non-positives all weigh 0 under popularity candidates.
 
         Args:
             users: Integer tensor of user ids, in range and on the index's
@@ -703,6 +721,8 @@ class PositiveIndex:
             generator: ``None`` (torch's default generator), an int seed or a
                 ``torch.Generator`` on the users' device.
             validate: Check ids and that every user has a negative (synchronises).
+                Without the check, a user with no negative gets
+                :data:`NO_NEGATIVE` (-1) in every entry.
 
         Returns:
             ``int64`` tensor of shape ``(len(users), num_samples)``.

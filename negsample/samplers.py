@@ -104,11 +104,13 @@ class NegativeSample:
         log_prob: ``(B, K)`` log-probability that one draw from the candidate
             distribution gives this item, ``log q_u(item)`` (``-log |C_u|`` for
             uniform candidates): the ``log Q`` of a sampled-softmax / logQ
-            correction. In torch's default float dtype.
+            correction. In torch's default float dtype. NaN where ``items`` is
+            :data:`~negsample.NO_NEGATIVE` (unvalidated sampling only).
         is_hard: ``(B, K)`` bool, ``True`` where the negative came from the hard
             part, ``False`` for the random part.
         scores: ``(B, K)`` the scorer's scores of the negatives (computed under
-            ``no_grad`` during sampling), or ``None`` for a sampler that does not score.
+            ``no_grad`` during sampling), or ``None`` for a sampler that does not score;
+            NaN where ``items`` is :data:`~negsample.NO_NEGATIVE`.
         duplicate_fraction: 0-dim float tensor, the fraction of this call's
             candidates that repeat an earlier candidate of the same row.
 
@@ -184,6 +186,7 @@ class _BaseSampler:
 
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
         """The generator for ``device``: one stream per device for an int seed."""
+        _check_sampling_device(device)
         if not isinstance(self._generator_arg, int):
             return resolve_generator(self._generator_arg, device)
         if device not in self._generators:
@@ -197,7 +200,9 @@ class _BaseSampler:
 
         Holds the state of each generator the sampler owns or was given, so that
         a run resumed with :meth:`load_state_dict` draws the same negatives as
-        an uninterrupted one. With ``generator=None`` the sampler draws from
+        an uninterrupted one. For an int seed it also holds the seed, which
+        starts the streams of devices not drawn on yet (every device, before the
+        first ``sample``). With ``generator=None`` the sampler draws from
         torch's default generator, which is not part of this state: save
         ``torch.get_rng_state()`` yourself in that case.
 
@@ -216,10 +221,16 @@ class _BaseSampler:
             states = {str(self._generator_arg.device): self._generator_arg.get_state()}
         else:
             states = {str(device): gen.get_state() for device, gen in self._generators.items()}
+        if isinstance(self._generator_arg, int):
+            return {"generator_states": states, "seed": self._generator_arg}
         return {"generator_states": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the random state saved by :meth:`state_dict`.
+
+        A saved seed replaces the sampler's own (for a ``torch.Generator``, it
+        seeds the generator when the state holds no generator state), so the
+        sampler continues the saved stream whatever seed it was made with.
 
         Raises:
             ValueError: If the sampler draws from torch's default generator, or
@@ -231,11 +242,20 @@ class _BaseSampler:
                 f"state_dict must be what state_dict() returns, a dict with 'generator_states', "
                 f"got {_short(state_dict)}"
             )
+        seed = state_dict.get("seed")
+        if seed is not None and not isinstance(make_generator("state_dict['seed']", seed), int):
+            raise TypeError(f"state_dict['seed'] must be an int seed, got {_short(seed)}")
         if self._generator_arg is None:
             raise ValueError(
                 "this sampler draws from torch's default generator (generator=None), which it "
                 "does not own; restore it with torch.set_rng_state, or pass generator=seed"
             )
+        if seed is not None and isinstance(self._generator_arg, int):
+            # Streams already started from this sampler's own seed would not be the saved ones.
+            self._generator_arg = int(seed)
+            self._generators = {}
+        elif seed is not None and isinstance(self._generator_arg, torch.Generator) and not states:
+            self._generator_arg.manual_seed(int(seed))
         for device_name, gen_state in states.items():
             device = torch.device(device_name)
             if isinstance(self._generator_arg, torch.Generator):
@@ -250,12 +270,48 @@ class _BaseSampler:
                 assert gen is not None
                 gen.set_state(gen_state)
 
+    def check_samplable(self, users: IdsLike | None = None) -> None:
+        """Raise unless every user in ``users`` can be sampled for, with this sampler's candidates.
+
+        What ``validate=True`` checks at every call, as a one-off: run it over
+        the training users before sampling with ``validate=False``. A user
+        can be sampled for when it has a non-positive item, and, with
+        ``candidates="popularity"`` and ``alpha > 0``, a non-positive of
+        non-zero weight (an item nobody interacted with weighs 0). Reads values
+        back to the host.
+
+        Args:
+            users: Integer user ids on any device; ``None`` (the default) checks
+                every user of the index.
+
+        Raises:
+            EmptyComplementError: Naming the users that cannot be sampled for.
+            ValueError: For ids out of range.
+            TypeError: For ids that are not integers.
+
+        Example:
+            >>> index = PositiveIndex.from_dict({0: [0, 1], 1: [0, 1]}, num_items=3)
+            >>> UniformSampler(index).check_samplable()  # item 2 is left for both users
+            >>> # Nobody interacted with item 2: by popularity it weighs 0.
+            >>> UniformSampler(index, candidates="popularity").check_samplable([1])
+            Traceback (most recent call last):
+            ...
+            negsample.errors.EmptyComplementError: user 1 has no non-positive item of non-zero weight ...
+        """
+        if users is None:
+            users_t = torch.arange(self.index.num_users, device=self.index.device)
+        else:
+            users_t = as_index_tensor("users", users, device=self.index.device).long()
+        check_ids_in_range("users", users_t, self.index.num_users, "user")
+        self.candidates.check(users_t.reshape(-1))
+
     def _check_users(self, users: IdsLike) -> torch.Tensor:
         users_t = as_index_tensor("users", users)
         if users_t.ndim != 1:
             raise ValueError(
                 f"users must be a 1-D tensor of user ids, got shape {tuple(users_t.shape)}"
             )
+        _check_sampling_device(users_t.device)
         if users_t.device != self.index.device:
             raise ValueError(
                 f"users are on {users_t.device} but the index is on {self.index.device}; "
@@ -274,6 +330,15 @@ class _BaseSampler:
         """Per user: out of range, or nothing to draw from (for ``upper >= 1`` users)."""
         out_of_range = (users < 0) | (users >= upper)
         return out_of_range | self.candidates._empty(users.clamp(0, upper - 1))
+
+
+def _check_sampling_device(device: torch.device) -> None:
+    """Raise for a device a sampler cannot draw on: ``meta`` tensors hold no values."""
+    if device.type == "meta":
+        raise ValueError(
+            f"a sampler cannot draw on device {str(device)!r}: meta tensors hold no values; "
+            f"use a device with memory, such as 'cpu' or 'cuda'"
+        )
 
 
 class HardNegativeSampler(_BaseSampler):
@@ -312,7 +377,10 @@ class HardNegativeSampler(_BaseSampler):
         validate: Check values at every call: user ids in range, every user has a
             negative, scores free of NaN. These read values back to the host (a
             GPU synchronisation); pass ``False`` in a hot loop once the data is
-            known good. Shape, dtype and device checks always run.
+            known good (:meth:`check_samplable` checks it once). Without the
+            check, a user with nothing to draw gets a row of
+            :data:`~negsample.NO_NEGATIVE` (-1), never a positive. Shape, dtype
+            and device checks always run.
         max_scores_per_call: The vectorized backend calls the scorer on whole
             rows of candidates, at most this many candidates per call (at least
             one row), so the scorer's own temporaries stay bounded however large
@@ -361,14 +429,7 @@ class HardNegativeSampler(_BaseSampler):
         )
         self.max_scores_per_call = check_int("max_scores_per_call", max_scores_per_call, minimum=1)
         self.num_candidates = check_int("num_candidates", num_candidates, minimum=1)
-        self.num_hard = check_int("num_hard", num_hard, minimum=0)
-        self.num_random = check_int("num_random", num_random, minimum=0)
-        total = self.num_hard + self.num_random
-        if not 1 <= total <= self.num_candidates:
-            raise ValueError(
-                f"num_hard + num_random must be between 1 and num_candidates={self.num_candidates}, "
-                f"got {self.num_hard} + {self.num_random} = {total}"
-            )
+        self.num_hard, self.num_random = _check_sizes(self.num_candidates, num_hard, num_random)
         if selection not in _SELECTIONS:
             raise ValueError(f"selection must be one of {_SELECTIONS}, got {_short(selection)}")
         self.selection: Selection = selection
@@ -457,7 +518,8 @@ class HardNegativeSampler(_BaseSampler):
             :class:`~negsample.samplers.NegativeSample` holding it.
 
         Raises:
-            EmptyComplementError: If a user has no negative to draw.
+            EmptyComplementError: If a user has no negative to draw (with
+                ``validate``; without, its row is :data:`~negsample.NO_NEGATIVE`).
             ValueError: For out-of-range ids, or scores of the wrong shape, dtype
                 or device, or containing NaN.
             TypeError: For non-integer users or a scorer that is not callable.
@@ -518,7 +580,8 @@ class UniformSampler(_BaseSampler):
         alpha: The popularity exponent in ``[0, 1]`` (default 0.75), popularity only.
         backend: ``"vectorized"`` or ``"reference"``, as in :class:`HardNegativeSampler`.
         generator: ``None``, an int seed or a ``torch.Generator``.
-        validate: Check ids and that each user has a negative (synchronises).
+        validate: Check ids and that each user has a negative (synchronises);
+            without, as in :class:`HardNegativeSampler`.
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [1, 2, 3]}, num_items=5)
@@ -632,6 +695,19 @@ class UniformSampler(_BaseSampler):
         )
 
 
+def _check_sizes(num_candidates: int, num_hard: Any, num_random: Any) -> tuple[int, int]:
+    """``num_hard`` and ``num_random`` as ints: each ``>= 0``, together 1 to ``num_candidates``."""
+    num_hard = check_int("num_hard", num_hard, minimum=0)
+    num_random = check_int("num_random", num_random, minimum=0)
+    total = num_hard + num_random
+    if not 1 <= total <= num_candidates:
+        raise ValueError(
+            f"num_hard + num_random must be between 1 and num_candidates={num_candidates}, "
+            f"got {num_hard} + {num_random} = {total}"
+        )
+    return num_hard, num_random
+
+
 def _check_temperature(temperature: Any) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a float > 0, got {_short(temperature)}")
@@ -705,10 +781,12 @@ def hard_negatives(
 ) -> torch.Tensor | NegativeSample:
     """Apply the hard-negative contract to given random draws (no randomness of its own).
 
-    ``users`` must be a 1-D ``int64`` tensor of valid ids whose users all have a
-    negative, on the index's device; ``draws`` must have ``B`` rows.
-    :meth:`~negsample.HardNegativeSampler.sample` checks all that, then calls this. With
-    equal inputs both backends return identical negatives.
+    ``users`` must be a 1-D ``int64`` tensor of valid ids on the index's device;
+    ``draws`` must have ``B`` rows. A user with nothing to draw from gets a row of
+    :data:`~negsample.NO_NEGATIVE` (and NaN ``log_prob`` and ``scores``).
+    :meth:`~negsample.HardNegativeSampler.sample` checks the ids (and, with
+    ``validate``, that every user has a negative), then calls this. With equal
+    inputs both backends return identical negatives.
 
     Args:
         index: The users' known positives.
@@ -728,6 +806,12 @@ def hard_negatives(
     Returns:
         ``(B, num_hard + num_random)`` ``int64`` items, or a :class:`NegativeSample`.
 
+    Raises:
+        ValueError: If ``num_hard`` or ``num_random`` is negative, if together
+            they are 0 or more than the draws' ``num_candidates``, if the draws'
+            shapes do not match ``users``, or for a NaN score with ``validate``.
+        TypeError: If ``num_hard`` or ``num_random`` is not an int.
+
     Example:
         >>> index = PositiveIndex.from_dict({0: [1]}, num_items=4)
         >>> draws = HardDraws(torch.tensor([[0, 2, 3]]), torch.tensor([[5, 3, 4]]))
@@ -739,10 +823,27 @@ def hard_negatives(
     source = UniformCandidates(index) if candidates is None else candidates
     if source.index is not index:
         raise ValueError("candidates must be built on the same index that is passed")
+    bits_shape = tuple(draws.candidate_bits.shape)
+    if len(bits_shape) != 2 or bits_shape[0] != users.numel() or bits_shape[1] < 1:
+        raise ValueError(
+            f"draws.candidate_bits must have shape (len(users), num_candidates) = "
+            f"({users.numel()}, M) with M >= 1, got {bits_shape}"
+        )
+    if tuple(draws.slot_keys.shape) != bits_shape:
+        raise ValueError(
+            f"draws.slot_keys must have the shape of draws.candidate_bits, {bits_shape}, "
+            f"got {tuple(draws.slot_keys.shape)}"
+        )
+    num_hard, num_random = _check_sizes(bits_shape[1], num_hard, num_random)
     if temperature is not None:
         temperature = _check_temperature(temperature)
         if draws.selection_bits is None:
             raise ValueError("softmax selection (temperature set) needs draws.selection_bits")
+        if draws.selection_bits.shape != draws.candidate_bits.shape:
+            raise ValueError(
+                f"draws.selection_bits must have the shape of draws.candidate_bits, "
+                f"{tuple(draws.candidate_bits.shape)}, got {tuple(draws.selection_bits.shape)}"
+            )
     width = num_hard + num_random
     if users.numel() == 0:
         empty = torch.empty((0, width), dtype=torch.int64, device=users.device)
@@ -801,6 +902,21 @@ def _score(
                 f"{int(nan.sum())} NaN scores in total"
             )
     return scores
+
+
+def _scorable(candidates: torch.Tensor) -> torch.Tensor:
+    """The candidates with :data:`~negsample.NO_NEGATIVE` made item 0, for the scorer.
+
+    The scorer's contract is valid item ids (an embedding lookup of -1 fails, on
+    a GPU with a device-side assert); a row of a user without negatives is
+    returned as ``NO_NEGATIVE`` whatever its scores are.
+    """
+    return candidates.clamp(min=0)
+
+
+def _no_score_for_no_negative(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """NaN where ``items`` is :data:`~negsample.NO_NEGATIVE`: no item was scored there."""
+    return torch.where(items >= 0, scores, math.nan)
 
 
 def _gumbel(bits: torch.Tensor) -> torch.Tensor:
@@ -878,6 +994,18 @@ def _smallest_free_slots(slot_keys: torch.Tensor, taken: torch.Tensor, k: int) -
     return _rounds(keys, k, torch.argmin, _TAKEN)
 
 
+def _best_first(key: float, slot: int) -> tuple[bool, float, int]:
+    """Sort key for the hard part: the highest keys first, ties to the lower slot.
+
+    The total order of the vectorized path (torch's sort): NaN above ``+inf``
+    and ``-0.0`` equal to ``+0.0``. Python's ``sorted`` would leave NaN wherever
+    its comparisons happen to put it.
+    """
+    if math.isnan(key):
+        return (False, 0.0, slot)
+    return (True, -key, slot)
+
+
 def _hard_reference(
     source: CandidateSource,
     users: torch.Tensor,
@@ -910,21 +1038,21 @@ def _hard_reference(
         repeats += len(candidates) - len(set(candidates))
         # 2. score them
         items = torch.tensor(candidates, device=users.device)
-        score_t = _score(scorer, torch.full_like(items, user), items, validate)
+        score_t = _score(scorer, torch.full_like(items, user), _scorable(items), validate)
         scores = score_t.tolist()
         # 3. hard part: best first, ties to the lower slot
         if temperature is None:
-            hard = sorted(slots, key=lambda s: (-scores[s], s))[:num_hard]
+            keys = scores
         else:
             keys = [scores[s] / temperature + gumbel[s] for s in slots]
-            hard = sorted(slots, key=lambda s: (-keys[s], s))[:num_hard]
+        hard = sorted(slots, key=lambda s: _best_first(keys[s], s))[:num_hard]
         # 4. random part: uniform without replacement over the other slots
         others = [s for s in slots if s not in hard]
         random_part = sorted(others, key=lambda s: (slot_keys[s], s))[:num_random]
         # 5. hard, then random
         chosen = hard + random_part
         rows.append([candidates[s] for s in chosen])
-        scores_out.append(score_t[chosen])
+        scores_out.append(_no_score_for_no_negative(score_t[chosen], items[chosen]))
         if return_info:
             log_probs.append(source.reference_log_prob(user, rows[-1]))
     device = users.device
@@ -959,16 +1087,17 @@ def _hard_vectorized(
     batch, num_candidates = draws.candidate_bits.shape
     users_bm = users[:, None].expand(batch, num_candidates)
     candidates = source.draw(users, draws.candidate_bits)
+    scorable = _scorable(candidates)
     rows = max(1, max_scores_per_call // num_candidates)
     if batch <= rows:
-        scores = _score(scorer, users_bm, candidates, validate)
+        scores = _score(scorer, users_bm, scorable, validate)
     else:
         # Chunk sizes come from shapes only, so chunking needs no synchronisation.
         scores = torch.cat(
             [
                 _score(scorer, u, c, validate)
                 for u, c in zip(
-                    torch.split(users_bm, rows), torch.split(candidates, rows), strict=True
+                    torch.split(users_bm, rows), torch.split(scorable, rows), strict=True
                 )
             ]
         )
@@ -991,7 +1120,7 @@ def _hard_vectorized(
         items=items,
         log_prob=source.log_prob(users, items).to(torch.get_default_dtype()),
         is_hard=(torch.arange(width, device=items.device) < num_hard).expand(items.shape),
-        scores=scores.gather(1, chosen),
+        scores=_no_score_for_no_negative(scores.gather(1, chosen), items),
         duplicate_fraction=_duplicate_fraction(candidates),
     )
 
@@ -1156,6 +1285,24 @@ class SharedNegativeSampler(_BaseSampler):
     def _invalid(self, users: torch.Tensor, upper: int) -> torch.Tensor:
         """Only out-of-range ids: a user without non-positives just gets a fully masked row."""
         return (users < 0) | (users >= upper)
+
+    def check_samplable(self, users: IdsLike | None = None) -> None:
+        """Check user ids only: shared candidates can be drawn for every user.
+
+        A user whose positives cover the catalogue gets a row that is all mask
+        (loss 0 in :class:`~negsample.SampledSoftmaxLoss`), not an error, so
+        this only checks that the ids are in range.
+
+        Args:
+            users: Integer user ids on any device; ``None`` checks nothing more.
+
+        Raises:
+            ValueError: For ids out of range.
+            TypeError: For ids that are not integers.
+        """
+        if users is not None:
+            users_t = as_index_tensor("users", users, device=self.index.device)
+            check_ids_in_range("users", users_t, self.index.num_users, "user")
 
     def draw(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """Draw the ``(num_negatives,)`` random bits of one call (see :meth:`items_from_bits`)."""

@@ -111,8 +111,17 @@ def table_scorer(table: torch.Tensor):  # type: ignore[no-untyped-def]
 
 
 @st.composite
-def tie_tables(draw: st.DrawFn, num_users: int, num_items: int) -> torch.Tensor:
-    """Scores from a tiny set (small integers, -0.0, +-inf): lots of ties."""
-    choices = st.sampled_from([-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, -math.inf, math.inf])
+def tie_tables(
+    draw: st.DrawFn,
+    num_users: int,
+    num_items: int,
+    nan: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Scores from a tiny set (small integers, -0.0, +-inf, NaN if ``nan``): lots of ties."""
+    values_set = [-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, -math.inf, math.inf] + (
+        [math.nan] if nan else []
+    )
+    choices = st.sampled_from(values_set)
     values = draw(st.lists(choices, min_size=num_users * num_items, max_size=num_users * num_items))
-    return torch.tensor(values, dtype=torch.float32).reshape(num_users, num_items)
+    return torch.tensor(values, dtype=dtype).reshape(num_users, num_items)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import negsample.index as index_module
-from negsample import EmptyComplementError, PositiveIndex
+from negsample import NO_NEGATIVE, EmptyComplementError, PositiveIndex, UniformSampler
 from negsample.index import _count_at_most, _drop_repeats, _id_array
 from tests.helpers import DEVICES
 from tests.strategies import Case, cases
@@ -257,6 +257,22 @@ def test_a_million_users_by_a_million_items_keeps_8_bytes_per_interaction() -> N
     assert got.tolist() == [2, n - 2, 3, n - 3, n - 1, 499_999, 500_001, n - 1]
 
 
+@pytest.mark.parametrize(
+    ("num_items", "items"),
+    [(2**7, list(range(1, 2**7))), (2**15, list(range(1, 2**15))), (2**31, [0, 5, 2**31 - 1])],
+)
+def test_indices_of_one_user_with_a_power_of_two_catalogue(
+    num_items: int, items: list[int]
+) -> None:
+    # The flat keys of one user fit the dtype whose maximum is num_items - 1: computing
+    # key % num_items in that dtype wrapped the divisor, so ids past the middle came back
+    # negative, the pair filter missed them and the samplers returned known positives.
+    index = PositiveIndex.from_dict({0: items}, num_items=num_items)
+    assert index.indices.tolist() == items
+    negatives = UniformSampler(index, 8, generator=0).sample(torch.zeros(200, dtype=torch.int64))
+    assert not bool(index.contains(torch.zeros(200, 1, dtype=torch.int64), negatives).any())
+
+
 def test_int32_ids_are_not_widened() -> None:
     users = np.array([1, 0, 1], dtype=np.int32)
     assert _id_array("users", users) is users
@@ -383,6 +399,20 @@ def test_a_user_with_no_negative_cannot_be_sampled() -> None:
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize(("search", "position_dtype"), SEARCHES)
+def test_without_validation_a_user_with_no_negative_gets_no_negative(
+    search: str, position_dtype: torch.dtype
+) -> None:
+    # Checking would synchronise; the modulo by n_u = 0 raised on the CPU and gave an
+    # arbitrary item (possibly a positive) elsewhere.
+    index = build_with(search, position_dtype, [{0, 1, 2}, {0}, set(), {0, 1, 2}], 3)
+    draws = index.sample(torch.tensor([1, 0, 2, 3]), 4, generator=0, validate=False)
+    drawn = draws[[0, 2]]
+    assert bool((drawn >= 0).all())
+    assert not bool(index.contains(torch.tensor([[1], [2]]), drawn).any())
+    assert draws[[1, 3]].tolist() == [[NO_NEGATIVE] * 4] * 2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -427,6 +457,18 @@ def test_from_pairs_rejects_bad_input(kwargs: dict[str, object], error: type, ma
 def test_from_dict_rejects_bad_input(mapping: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         PositiveIndex.from_dict(mapping)  # type: ignore[arg-type]
+
+
+def test_uint64_ids_beyond_int64_are_reported_as_they_were_given() -> None:
+    big = np.array([0, 2**63 + 1], dtype=np.uint64)
+    with pytest.raises(
+        ValueError, match=r"users must be ids below 2\*\*63 .*got 9223372036854775809"
+    ):
+        PositiveIndex.from_pairs(big, np.array([0, 1]))
+    index = PositiveIndex.from_pairs(np.array([0, 2], dtype=np.uint64), [0, 1])  # small ones pass
+    assert index.num_users == 3
+    with pytest.raises(ValueError, match="got 9223372036854775809"):
+        index.degree(big)
 
 
 def test_from_dict_rejects_sizes_below_the_ids_present() -> None:

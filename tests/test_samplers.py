@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import negsample.candidates as candidates_module
-from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
+from negsample import (
+    NO_NEGATIVE,
+    EmptyComplementError,
+    HardNegativeSampler,
+    PositiveIndex,
+    UniformSampler,
+)
 from negsample.samplers import HardDraws, hard_negatives
 from tests.helpers import CUDA, DEVICES
 from tests.strategies import Case, batches, cases, table_scorer, tie_tables
@@ -88,6 +96,112 @@ def test_uniform_negatives_are_never_known_positives(
     assert_no_positive(case, users, negatives)
 
 
+# ---------------------------------------------------------------------- users with nothing to draw
+
+
+def drawable(case: Case, candidates: dict[str, Any], user: int) -> bool:
+    """Whether the candidate distribution has an item for ``user``, from the definition."""
+    complement = case.complement(user)
+    if candidates.get("candidates", "uniform") == "uniform":
+        return bool(complement)
+    popularity = [sum(i in p for p in case.positives) for i in range(case.num_items)]
+    return any(float(popularity[i]) ** candidates["alpha"] > 0 for i in complement)
+
+
+CANDIDATES: list[dict[str, Any]] = [
+    {},
+    {"candidates": "popularity", "alpha": 0.0},
+    {"candidates": "popularity", "alpha": 0.5},
+    {"candidates": "popularity", "alpha": 1.0},
+]
+
+
+@pytest.mark.parametrize("compacting", [True, False], ids=["cpu-path", "fixed-shape-path"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(
+    data=st.data(),
+    case=cases(allow_full=True),
+    candidates=st.sampled_from(CANDIDATES),
+    seed=st.integers(0, 2**32),
+)
+def test_without_validation_a_user_with_nothing_to_draw_gets_no_negative_never_a_positive(
+    compacting: bool,
+    backend: str,
+    data: st.DataObject,
+    case: Case,
+    candidates: dict[str, Any],
+    seed: int,
+) -> None:
+    # Any users, including ones whose positives cover the catalogue and, by popularity,
+    # ones whose non-positives all weigh 0 (nobody's positive, alpha > 0).
+    users = torch.tensor(
+        data.draw(st.lists(st.integers(0, case.index.num_users - 1), min_size=1, max_size=8))
+    )
+    config = data.draw(hard_configs())
+    table = data.draw(tie_tables(case.index.num_users, case.num_items))
+    kwargs: dict[str, Any] = {"backend": backend, "generator": seed, "validate": False}
+    hard = HardNegativeSampler(case.index, *config, **candidates, **kwargs)
+    uniform = UniformSampler(case.index, 3, **candidates, **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        if not compacting:
+            patch.setattr(candidates_module, "_COMPACTING_DEVICES", ())
+        info = hard.sample(users, table_scorer(table), return_info=True)
+        uniform_info = uniform.sample(users, return_info=True)
+    for out in (info, uniform_info):
+        assert_no_positive(case, users, out.items)
+        for user, row, log_prob in zip(users.tolist(), out.items, out.log_prob, strict=True):
+            if drawable(case, candidates, user):
+                assert bool((row >= 0).all()) and bool(torch.isfinite(log_prob).all()), (user, row)
+            else:
+                assert row.tolist() == [NO_NEGATIVE] * row.numel(), (user, row)
+                assert bool(torch.isnan(log_prob).all())
+    assert info.scores is not None
+    assert torch.equal(torch.isnan(info.scores), info.items == NO_NEGATIVE)
+    undrawable = sorted({u for u in users.tolist() if not drawable(case, candidates, u)})
+    for sampler in (hard, uniform):
+        if undrawable:
+            with pytest.raises(EmptyComplementError) as err:
+                sampler.check_samplable(users)
+            assert err.value.users == undrawable
+        else:
+            sampler.check_samplable(users)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_issue_case_a_complement_of_weightless_items_gets_no_negative(backend: str) -> None:
+    # Users 0 and 1 have items 0..6; item 7 is nobody's positive, so by popularity it weighs 0
+    # and user 1 has nothing to draw, although its complement (item 7) is not empty.
+    index = PositiveIndex.from_dict({0: range(7), 1: range(7)}, num_items=8)
+    users = torch.tensor([1, 1])
+    kwargs: dict[str, Any] = {"candidates": "popularity", "backend": backend, "generator": 0}
+    uniform = UniformSampler(index, 4, validate=False, **kwargs)
+    hard = HardNegativeSampler(index, 4, 1, 1, validate=False, **kwargs)
+    assert uniform.sample(users).tolist() == [[NO_NEGATIVE] * 4] * 2
+    assert hard.sample(users, _ones).tolist() == [[NO_NEGATIVE] * 2] * 2
+    index.check_samplable(users)  # the index's own check knows nothing of weights
+    for sampler in (uniform, hard):
+        with pytest.raises(
+            EmptyComplementError, match="user 1 has no non-positive item of non-zero weight"
+        ):
+            sampler.check_samplable(users)
+        with pytest.raises(EmptyComplementError) as err:
+            sampler.check_samplable()  # every user of the index
+        assert err.value.users == [0, 1]
+    with pytest.raises(EmptyComplementError, match="user 1 has no non-positive item"):
+        UniformSampler(index, 4, **kwargs).sample(users)  # validated: a clear error
+
+
+def test_check_samplable_checks_ids_and_accepts_lists() -> None:
+    sampler = UniformSampler(_index(), 1)
+    sampler.check_samplable([1, 2])
+    with pytest.raises(ValueError, match=r"users must be user ids in \[0, 3\), got 3"):
+        sampler.check_samplable([1, 3])
+    with pytest.raises(TypeError, match="users must hold integer ids"):
+        sampler.check_samplable([1.5])
+    with pytest.raises(EmptyComplementError, match="user 0 has every one of the 3 items"):
+        sampler.check_samplable()
+
+
 # ---------------------------------------------------------------------- identical on identical draws
 
 
@@ -103,6 +217,55 @@ def test_reference_and_vectorized_agree_exactly_on_the_same_draws(
     reference = hard_negatives(case.index, users, scorer, draws, backend="reference", **kwargs)
     vectorized = hard_negatives(case.index, users, scorer, draws, backend="vectorized", **kwargs)
     assert torch.equal(reference, vectorized), (reference, vectorized)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@given(data=st.data(), case=cases(), config=hard_configs(), softmax=st.booleans())
+def test_backends_agree_on_nan_and_infinite_scores_without_validation(
+    dtype: torch.dtype,
+    data: st.DataObject,
+    case: Case,
+    config: tuple[int, int, int],
+    softmax: bool,
+) -> None:
+    users = data.draw(batches(case)).long()
+    num_candidates, num_hard, num_random = config
+    draws = data.draw(draws_for(users.numel(), num_candidates))
+    if softmax:
+        selection = data.draw(draws_for(users.numel(), num_candidates)).candidate_bits
+        draws = HardDraws(draws.candidate_bits, draws.slot_keys, selection)
+    table = data.draw(tie_tables(case.index.num_users, case.num_items, nan=True, dtype=dtype))
+    kwargs: dict[str, Any] = {
+        "num_hard": num_hard,
+        "num_random": num_random,
+        "temperature": 0.5 if softmax else None,
+        "validate": False,
+    }
+    outputs = [
+        hard_negatives(case.index, users, table_scorer(table), draws, backend=b, **kwargs)
+        for b in BACKENDS
+    ]
+    assert torch.equal(outputs[0], outputs[1]), outputs
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_ranks_above_infinity_and_signed_zeros_tie(backend: str, dtype: torch.dtype) -> None:
+    index = PositiveIndex.from_dict({}, num_users=1, num_items=6)
+    # n = 6 and no positives: candidate slot j holds item j.
+    draws = HardDraws(torch.arange(6)[None], torch.zeros(1, 6, dtype=torch.int64))
+    scores = torch.tensor([-math.inf, 0.0, math.nan, -0.0, math.inf, math.nan], dtype=dtype)
+    out = hard_negatives(
+        index,
+        torch.tensor([0]),
+        lambda u, i: scores[i],
+        draws,
+        num_hard=6,
+        num_random=0,
+        backend=backend,  # type: ignore[arg-type]
+        validate=False,
+    )
+    assert out.tolist() == [[2, 5, 4, 1, 3, 0]]
 
 
 @given(case=cases(), config=hard_configs(), seed=st.integers(0, 2**32), data=st.data())
@@ -400,6 +563,54 @@ def test_hard_sampler_rejects_bad_configuration(
         HardNegativeSampler(_index(), *args, **kwargs)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("num_hard", "num_random", "error", "match"),
+    [
+        (2, 1, ValueError, r"between 1 and num_candidates=2, got 2 \+ 1 = 3"),
+        (-1, 1, ValueError, "num_hard must be >= 0, got -1"),
+        (1, -1, ValueError, "num_random must be >= 0, got -1"),
+        (0, 0, ValueError, r"between 1 and num_candidates=2, got 0 \+ 0 = 0"),
+        (1.0, 1, TypeError, "num_hard must be an int, got 1.0"),
+    ],
+)
+def test_hard_negatives_checks_its_sizes_like_the_sampler(
+    backend: str, num_hard: Any, num_random: Any, error: type, match: str
+) -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    draws = HardDraws(torch.tensor([[0, 2]]), torch.tensor([[5, 3]]))
+    with pytest.raises(error, match=match):
+        hard_negatives(
+            index,
+            torch.tensor([0]),
+            _ones,
+            draws,
+            num_hard=num_hard,
+            num_random=num_random,
+            backend=backend,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize(
+    ("draws", "match"),
+    [
+        (HardDraws(torch.tensor([0, 2]), torch.tensor([5, 3])), r"candidate_bits must have shape"),
+        (HardDraws(torch.tensor([[0, 2]] * 2), torch.tensor([[5, 3]] * 2)), r"got \(2, 2\)"),
+        (HardDraws(torch.tensor([[0, 2]]), torch.tensor([[5]])), "slot_keys must have the shape"),
+        (
+            HardDraws(torch.tensor([[0, 2]]), torch.tensor([[5, 3]]), torch.tensor([[1]])),
+            "selection_bits must have the shape",
+        ),
+    ],
+)
+def test_hard_negatives_checks_the_shapes_of_its_draws(draws: HardDraws, match: str) -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    with pytest.raises(ValueError, match=match):
+        hard_negatives(
+            index, torch.tensor([0]), _ones, draws, num_hard=1, num_random=0, temperature=1.0
+        )
+
+
 def test_samplers_reject_a_non_index_and_bad_uniform_counts() -> None:
     with pytest.raises(TypeError, match="index must be a PositiveIndex, got dict"):
         HardNegativeSampler({0: [1]})  # type: ignore[arg-type]
@@ -430,6 +641,13 @@ def _ones(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             "users must hold integer ids, got a tensor of dtype torch.float32",
         ),
         ([1, 0.5], _ones, TypeError, "users must hold integer ids"),
+        (
+            np.array([1, 2**63 + 1], dtype=np.uint64),
+            _ones,
+            ValueError,
+            r"users must be ids below 2\*\*63 .*got 9223372036854775809",
+        ),
+        ([2**63 + 1], _ones, ValueError, "got 9223372036854775809"),
         (torch.tensor([1, 0]), _ones, EmptyComplementError, "user 0 has every one of the 3 items"),
         (torch.tensor([1]), "model", TypeError, "scorer must be callable"),
         (
@@ -492,6 +710,22 @@ def test_users_on_another_device_than_the_index_are_rejected() -> None:
     assert sampler.to("cuda").sample(torch.tensor([1], device="cuda")).device.type == "cuda"
 
 
+@pytest.mark.parametrize("validate", [True, False])
+def test_sampling_on_the_meta_device_is_refused_with_a_clear_error(validate: bool) -> None:
+    # Moving is fine (the tables' devices can be inspected there); drawing needs values.
+    users = torch.tensor([1, 2], device="meta")
+    for sampler in (
+        UniformSampler(_index(), 1, generator=0, validate=validate).to("meta"),
+        HardNegativeSampler(_index(), 3, 1, 1, generator=0, validate=validate).to("meta"),
+    ):
+        with pytest.raises(ValueError, match="a sampler cannot draw on device 'meta'"):
+            sampler.sample(users, _ones)
+        with pytest.raises(ValueError, match="a sampler cannot draw on device 'meta'"):
+            sampler.draw(2, "meta")
+    with pytest.raises(ValueError, match="a sampler cannot draw on device 'meta'"):
+        UniformSampler(_index(), 1).sample(users)  # not moved: not told to move there
+
+
 def test_repr() -> None:
     assert repr(HardNegativeSampler(_index(), 4, 1, 2)) == (
         "HardNegativeSampler(num_candidates=4, num_hard=1, num_random=2, backend='vectorized', validate=True)"
@@ -530,6 +764,26 @@ def test_a_resumed_sampler_draws_what_an_uninterrupted_one_draws(
     resumed.load_state_dict(torch.load(tmp_path / "sampler.pt"))
     for want in expected[2:]:
         assert torch.equal(resumed.sample(users, scorer), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_state_saved_before_the_first_sample_resumes_under_another_seed(backend: str) -> None:
+    index = PositiveIndex.from_pairs([0, 0, 1], [3, 4, 0], num_items=100)
+    users = torch.tensor([0, 1, 1])
+    kwargs: dict[str, Any] = {"backend": backend}
+    state = UniformSampler(index, 4, generator=5, **kwargs).state_dict()
+    expected = UniformSampler(index, 4, generator=5, **kwargs)
+    want = [expected.sample(users) for _ in range(2)]
+    fresh = UniformSampler(index, 4, generator=99, **kwargs)
+    used = UniformSampler(index, 4, generator=99, **kwargs)
+    used.sample(users)  # its CPU stream started from seed 99: loading must replace it
+    given_generator = UniformSampler(index, 4, generator=torch.Generator().manual_seed(99))
+    for resumed in (fresh, used, given_generator):
+        resumed.load_state_dict(state)
+        for expected_out in want:
+            assert torch.equal(resumed.sample(users), expected_out)
+    with pytest.raises(TypeError, match=r"state_dict\['seed'\] must be an int seed"):
+        fresh.load_state_dict({"generator_states": {}, "seed": torch.Generator()})
 
 
 def test_load_state_dict_rejects_what_it_cannot_restore() -> None:

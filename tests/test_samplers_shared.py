@@ -335,3 +335,12 @@ def test_mask_work_does_not_grow_with_the_other_users_interactions() -> None:
         SharedNegativeSampler(big_index, 1).mask(torch.tensor([2]), items).numpy(),
         np.array([[False, True, True, False, False]]),
     )
+
+
+def test_check_samplable_accepts_full_users_and_rejects_bad_ids() -> None:
+    index = PositiveIndex.from_dict({0: range(3), 1: [0]}, num_items=3)
+    sampler = SharedNegativeSampler(index, 2, validate=False)
+    sampler.check_samplable([0, 1])  # user 0 has every item: an all-masked row, not an error
+    sampler.check_samplable()
+    with pytest.raises(ValueError, match=r"users must be user ids in \[0, 2\), got 5"):
+        sampler.check_samplable([5])

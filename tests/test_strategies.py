@@ -16,6 +16,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import negsample.candidates as candidates_module
 from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
 from negsample.candidates import (
     PopularityCandidates,
@@ -486,3 +487,43 @@ def test_moving_a_popularity_sampler_moves_its_tables_and_keeps_one_index() -> N
     assert {
         t.device.type for t in (sampler.candidates.weights, sampler.candidates._cumulative)
     } == {"meta"}
+
+
+def test_a_users_popularity_weights_do_not_depend_on_how_many_users_come_before() -> None:
+    # Two million users of degree 1 (items 0 and 1 in turn), each with a complement of mass
+    # about 1000 under alpha = 0.5: a running sum over all rows reaches 2e9, where a float64
+    # step is 2.4e-7, and a later row's share of it came out wrong by about that much.
+    many = 2_000_000
+    indptr = np.concatenate([np.arange(many + 1), [many + 2, many + 4]])
+    items = np.concatenate([np.arange(many) % 2, [2, 3], [0, 1]])
+    index = PositiveIndex(indptr, items, num_items=4)
+    source = PopularityCandidates(index, alpha=0.5)
+    weights = source.weights.tolist()
+    for user in (0, many - 2, many - 1, many + 1):
+        complement = [i for i in range(4) if i not in index.positives(user).tolist()]
+        log_prob = source.log_prob(torch.tensor([user]), torch.tensor([complement]))
+        total = math.fsum(torch.exp(log_prob).flatten().tolist())
+        assert abs(total - 1.0) <= 1e-14, (user, total - 1.0)
+        exact = math.fsum(weights[i] for i in complement)
+        assert abs(float(source._totals[user]) / exact - 1.0) <= 4 * 2.0**-53, user
+
+
+def test_popularity_tables_too_large_for_the_machine_are_refused_before_allocating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 2**31 items: about 256 GiB at the build's peak. The index itself holds one interaction.
+    index = PositiveIndex.from_pairs([0], [5], num_items=2**31)
+
+    def no_build(self: PopularityCandidates) -> None:
+        raise AssertionError("the tables were being built")
+
+    monkeypatch.setattr(PopularityCandidates, "_build", no_build)
+    monkeypatch.setattr(candidates_module, "_physical_memory", lambda: 64 * 2**30)
+    with pytest.raises(
+        ValueError, match=r"num_items=2147483648, .* needs about 256\.0 GiB .* 64\.0 GiB"
+    ):
+        UniformSampler(index, 1, candidates="popularity")
+    small = PositiveIndex.from_pairs([0], [5], num_items=10)
+    monkeypatch.setattr(candidates_module, "_physical_memory", lambda: 10 * 2**10)
+    with pytest.raises(AssertionError, match="the tables were being built"):
+        PopularityCandidates(small)  # 1280 + 80 + 120 bytes fit: the build starts
