@@ -314,25 +314,70 @@ def sampled_softmax_loss(
     pos, neg, out_dtype = _check_scores(pos_scores, neg_scores)
     if neg_scores.ndim != 2:
         raise ValueError(f"neg_scores must have shape (B, K), got shape {tuple(neg_scores.shape)}")
-    logits = neg / t
     shift: Any = log_q  # checked at run time: callers may pass anything
+    offsets: torch.Tensor | float | None = None
     if isinstance(shift, torch.Tensor):
         if not shift.is_floating_point():
             raise TypeError(f"log_q must be a floating-point tensor, got dtype {shift.dtype}")
-        logits = logits - _broadcast_to_negatives("log_q", shift.to(neg.dtype), neg)
+        offsets = _broadcast_to_negatives("log_q", shift.to(neg.dtype), neg)
     elif shift is not None:
         if isinstance(shift, (bool, np.bool_)) or not isinstance(shift, numbers.Real):
             raise TypeError(
                 f"log_q must be None, a float or a floating-point tensor, got {_short(shift)}"
             )
-        logits = logits - float(shift)
+        offsets = float(shift)
+    drop: torch.Tensor | None = None
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError(
                 f"mask must be a bool tensor, got "
                 f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}"
             )
-        logits = logits.masked_fill(_broadcast_to_negatives("mask", mask, neg), -math.inf)
-    pos_logits = pos / t
-    terms = torch.logsumexp(torch.cat([pos_logits, logits], dim=1), dim=1) - pos_logits[:, 0]
+        drop = _broadcast_to_negatives("mask", mask, neg)
+    terms: torch.Tensor = _SampledSoftmax.apply(pos[:, 0], neg, t, offsets, drop)  # type: ignore[no-untyped-call]
     return _reduce(terms, reduction).to(out_dtype)
+
+
+class _SampledSoftmax(torch.autograd.Function):
+    """Per-row sampled softmax loss with a hand-written backward.
+
+    Autograd through ``neg / t - log_q``, ``masked_fill``, ``cat`` and
+    ``logsumexp`` makes about twice as many passes over the ``(B, K)`` scores
+    as needed; here the forward keeps the exponentials of the shifted logits
+    and the backward is one pass over them. The gradient of a masked entry is
+    exactly 0 (its exponential is ``exp(-inf) = 0``).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        temperature: float,
+        offsets: torch.Tensor | float | None,
+        drop: torch.Tensor | None,
+    ) -> torch.Tensor:
+        scale = 1.0 / temperature
+        logits = neg * scale
+        if offsets is not None:
+            logits.sub_(offsets)
+        if drop is not None:
+            logits.masked_fill_(drop, -math.inf)
+        pos_logits = pos * scale
+        top = torch.maximum(logits.amax(dim=1), pos_logits)
+        # A row of -inf (a -inf positive with every negative masked) shifts by 0, not by -inf.
+        top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
+        exp_neg = logits.sub_(top[:, None]).exp_()
+        exp_pos = torch.exp(pos_logits - top)
+        total = exp_neg.sum(dim=1) + exp_pos
+        ctx.save_for_backward(exp_neg, exp_pos, total)
+        ctx.scale = scale
+        return top + torch.log(total) - pos_logits
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        exp_neg, exp_pos, total = ctx.saved_tensors
+        weight = grad * ctx.scale / total
+        grad_neg = exp_neg * weight[:, None] if ctx.needs_input_grad[1] else None
+        grad_pos = (exp_pos * weight - grad * ctx.scale) if ctx.needs_input_grad[0] else None
+        return grad_pos, grad_neg, None, None, None
