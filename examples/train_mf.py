@@ -105,7 +105,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, help="training file (default: built-in synthetic data)")
+    data.add_argument(
+        "--data", type=Path, metavar="FILE", help="training file (default: built-in synthetic data)"
+    )
     data.add_argument(
         "--format",
         default="auto",
@@ -115,6 +117,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     data.add_argument(
         "--test",
         type=Path,
+        metavar="FILE",
         help="test file in the same format and id space; its metrics are reported for the "
         "weights chosen on the validation split",
     )
@@ -147,26 +150,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["hard", "uniform", "both"],
         help="default: both on the synthetic data, hard on a file",
     )
-    train.add_argument("--loss", default="bpr", choices=sorted(STEPS))
-    train.add_argument("--dim", type=int, default=64)
+    train.add_argument(
+        "--loss",
+        default="bpr",
+        choices=sorted(STEPS),
+        help="loss of each positive and its negatives",
+    )
+    train.add_argument("--dim", type=int, default=64, help="embedding size")
     train.add_argument(
         "--epochs",
         type=int,
-        default=None,
-        help="most epochs per run (default: 50 on the synthetic data, 100 on a file)",
+        default=100,
+        help="most epochs per run (with --valid-fraction 0: the epochs of the run)",
     )
     train.add_argument(
         "--patience",
         type=int,
-        default=5,
+        default=10,
         help="stop once validation Recall@K has not improved for this many epochs (0: never)",
     )
-    train.add_argument("--batch-size", type=int, default=2048)
-    train.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    train.add_argument("--reg", type=float, default=1e-2, help="weight of the batch L2 penalty")
-    train.add_argument("--num-candidates", type=int, default=10)
-    train.add_argument("--num-hard", type=int, default=2)
-    train.add_argument("--num-random", type=int, default=2)
+    train.add_argument("--batch-size", type=int, default=2048, help="training pairs per step")
+    train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
+    train.add_argument("--reg", type=float, default=3e-2, help="weight of the batch L2 penalty")
+    train.add_argument(
+        "--num-candidates", type=int, default=10, help="hard sampler: candidates scored per row"
+    )
+    train.add_argument(
+        "--num-hard", type=int, default=2, help="hard sampler: top-scored candidates kept per row"
+    )
+    train.add_argument(
+        "--num-random",
+        type=int,
+        default=2,
+        help="hard sampler: random candidates per row (the uniform sampler draws "
+        "--num-hard + --num-random negatives)",
+    )
     train.add_argument(
         "--candidates",
         default="uniform",
@@ -183,13 +201,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="hard part: top-k, or softmax sampling (Gumbel-top-k) at --temperature",
     )
     train.add_argument("--temperature", type=float, default=None, help="softmax only (default 1)")
-    train.add_argument("--device", default="cpu")
+    train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     train.add_argument(
         "--seed", type=int, default=0, help="seed of the model, the batch order and the sampler"
     )
     train.add_argument(
         "--time-budget",
         type=float,
+        metavar="SECONDS",
         default=None,
         help="seconds of training per run; stops early when spent",
     )
@@ -207,10 +226,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument(
         "--submission",
         type=Path,
+        metavar="FILE",
         help=f"write the top {SUBMISSION_SIZE} items per user in the competition CSV format",
     )
     out.add_argument(
-        "--plot", type=Path, help="save a PNG of the metrics per epoch (needs matplotlib)"
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="save a PNG of the metrics per epoch (needs matplotlib)",
     )
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -238,8 +261,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--plot needs a validation split, or --test with --eval-every")
     if args.sampler is None:
         args.sampler = "both" if args.data is None else "hard"
-    if args.epochs is None:
-        args.epochs = 50 if args.data is None else 100
     return args
 
 

@@ -225,9 +225,13 @@ def test_train_mf_help_shows_the_defaults() -> None:
         "--lr",
         "--reg",
         "--patience",
+        "--epochs",
+        "--dim",
         "--batch-size",
+        "--num-candidates",
         "--valid-fraction",
         "--split-seed",
+        "--seed",
     ):
         help_text = re.search(
             rf"^\s+{option} [A-Z_]+\s+(.*?)(?=\n\s+-|\n\n|\Z)", out, flags=re.DOTALL | re.MULTILINE
