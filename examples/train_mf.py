@@ -293,6 +293,8 @@ def load_file(path: Path, args: argparse.Namespace, like: Interactions | None) -
         fmt = "pairs"
     if options and fmt != "pairs":
         sys.exit("--delimiter and --rating-threshold apply to the pairs format")
+    if like is None and args.rating_threshold is None and MOVIELENS_100K.fullmatch(path.name):
+        print("note: every rated pair is a positive; --rating-threshold 4 keeps ratings 4 and 5")
     return load(path, fmt, like=like, **options)
 
 
@@ -399,8 +401,7 @@ class Run:
 
     model: MFModel
     history: list[dict[str, float]]  # per epoch: loss, seconds, validation and test metrics
-    best_epoch: int  # the epoch whose weights the model holds
-    chosen_on_valid: bool  # best_epoch was chosen on the validation split (else: the last)
+    best_epoch: int  # the epoch whose weights the model holds: the best on validation, or the last
 
 
 def train(
@@ -490,7 +491,7 @@ def train(
         if stop:
             break
     if best_state is None:
-        return Run(model, history, len(history), chosen_on_valid=False)
+        return Run(model, history, len(history))
     if not out_of_time and len(history) < epochs:
         print(
             f"[{name:>7}] stopped early: validation {monitor} has not improved for "
@@ -501,7 +502,7 @@ def train(
         f"[{name:>7}] restored the weights of epoch {best_epoch}, chosen on the validation split "
         f"({monitor} {best_score:.4f})"
     )
-    return Run(model, history, best_epoch, chosen_on_valid=True)
+    return Run(model, history, best_epoch)
 
 
 # ---------------------------------------------------------------------- reporting
@@ -590,17 +591,17 @@ def main(argv: list[str] | None = None) -> None:
             )
             for name in names
         }
-        chosen = "chosen on the validation split" if validate else "the last epoch"
-        summary(f"test metrics at the epoch {chosen}:", names, runs, test_rows)
+        when = "the epoch chosen on the validation split" if validate else "the last epoch"
+        summary(f"test metrics at {when}:", names, runs, test_rows)
     if not validate and data.test is None:
         print(f"\nno validation split (--valid-fraction 0): trained {args.epochs} epochs")
     if args.plot is not None:
         plot(args.plot, {name: runs[name].history for name in names}, args.ks)
     if args.submission is not None:
-        write(args, data, names[0], runs[names[0]])
+        make_submission(args, data, names[0], runs[names[0]])
 
 
-def write(args: argparse.Namespace, data: Data, name: str, run: Run) -> None:
+def make_submission(args: argparse.Namespace, data: Data, name: str, run: Run) -> None:
     """The submission from a model trained on all the training pairs."""
     model = run.model
     if data.valid is not None:
