@@ -209,7 +209,7 @@ class MFModel(nn.Module):
         users_t = _ids("users", users)
         self._check_on_device("users", users_t)
         if self.validate:
-            check_ids_in_range("users", users_t, self.num_users, "user")
+            self._check_range("users", users_t, self.num_users, "user")
         return users_t.long()
 
     def _item_ids(self, name: str, items: Any) -> torch.Tensor:
@@ -217,8 +217,22 @@ class MFModel(nn.Module):
         items_t = _ids(name, items)
         self._check_on_device(name, items_t)
         if self.validate:
-            check_ids_in_range(name, items_t, self.num_items, "item")
+            self._check_range(name, items_t, self.num_items, "item")
         return items_t.long()
+
+    def _check_range(self, name: str, ids: torch.Tensor, upper: int, what: str) -> None:
+        """``check_ids_in_range``, its message naming the model's size.
+
+        The usual cause is a model built with fewer users or items than the index
+        that produced the ids, e.g. the sampler's.
+        """
+        try:
+            check_ids_in_range(name, ids, upper, what)
+        except ValueError as err:
+            raise ValueError(
+                f"MFModel has num_{what}s={upper}; {err} (build the model with at least the "
+                f"num_{what}s of the index the ids come from)"
+            ) from None
 
     # ------------------------------------------------------------------ scoring
 

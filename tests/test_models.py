@@ -593,6 +593,20 @@ def test_broadcast_shapes_agrees_with_torch(a: list[int], b: list[int]) -> None:
         assert negsample.models._broadcast_shapes(torch.Size(a), torch.Size(b)) == expected
 
 
+def test_out_of_range_ids_name_the_model_and_its_size() -> None:
+    # A sampler over 6 items feeding a model of 4: the message says which side is smaller.
+    model = MFModel(2, 4, dim=2)
+    sampler = HardNegativeSampler(
+        PositiveIndex.from_dict({0: [0], 1: [1]}, num_items=6), 5, 5, 0, generator=0
+    )
+    with pytest.raises(
+        ValueError, match=r"^MFModel has num_items=4; items must be item ids in \[0, 4\), got [45]"
+    ):
+        sampler.sample(torch.tensor([0, 1]), model)
+    with pytest.raises(ValueError, match=r"^MFModel has num_users=2; users must be user ids"):
+        model.score_all(torch.tensor([2]))
+
+
 # ---------------------------------------------------------------------- cosine similarity
 
 
