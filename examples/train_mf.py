@@ -10,8 +10,8 @@ the validation metrics of the best epoch of both::
 On real data (the LightGCN protocol on Gowalla: rank all items but the user's
 training items, Recall@20 and NDCG@20 over the test users)::
 
-    python examples/train_mf.py --data ../shared/data/gowalla/train.txt \\
-        --test ../shared/data/gowalla/test.txt --ks 20
+    python examples/train_mf.py --data data/gowalla/train.txt \\
+        --test data/gowalla/test.txt --ks 20
 
 The epoch is chosen on a validation split carved from the training pairs
 (``--valid-fraction`` of each user's pairs, ``--split-seed``), never on the test
@@ -22,6 +22,19 @@ restored; with ``--test``, the test metrics are those of the restored weights.
 without validation. ``--submission`` writes the top 50 items per user, never a
 training item, from a model trained on all the training pairs: after a
 validation run it is retrained on all of them for the chosen number of epochs.
+
+``--loss softmax`` trains with :class:`~negsample.SampledSoftmaxLoss` over
+``--num-negatives`` candidates shared by the batch (``SharedNegativeSampler``,
+exact mask of known positives, logQ correction), cosine scores and
+``--temperature`` 0.1 by default; ``--in-batch`` adds the batch's positive items
+as negatives. There, the "uniform" run uses the shared candidates only and the
+"hard" run adds each row's ``--num-hard`` top-scored of ``--num-candidates``
+candidates from ``HardNegativeSampler``. The Gowalla figures in the README
+come from::
+
+    python examples/train_mf.py --data data/gowalla/train.txt \\
+        --test data/gowalla/test.txt --loss softmax --sampler uniform \\
+        --valid-fraction 0 --epochs 40 --eval-every 5 --ks 20
 
 Formats: ``--format csv`` (the course competition's ``UserId,ItemId`` file),
 ``lightgcn`` (``user item item ...``), ``pickle`` (a pickled ``{user:
@@ -56,6 +69,8 @@ from negsample import (
     HardNegativeSampler,
     MFModel,
     PositiveIndex,
+    SampledSoftmaxLoss,
+    SharedNegativeSampler,
     UniformSampler,
 )
 from negsample.data import (
@@ -170,8 +185,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stop once validation Recall@K has not improved for this many epochs (0: never)",
     )
     train.add_argument("--batch-size", type=int, default=2048, help="training pairs per step")
-    train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
-    train.add_argument("--reg", type=float, default=3e-2, help="weight of the batch L2 penalty")
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: bpr/bce 5e-3, softmax 1e-3)",
+    )
+    train.add_argument(
+        "--reg",
+        type=float,
+        default=None,
+        help="weight of the batch L2 penalty (default: bpr/bce 3e-2; softmax: none)",
+    )
+    train.add_argument(
+        "--similarity",
+        default=None,
+        choices=["dot", "cosine"],
+        help="MFModel's score (default: bpr/bce dot, softmax cosine)",
+    )
+    train.add_argument(
+        "--init-std",
+        type=float,
+        default=None,
+        help="std of the initial embeddings (default: dot 0.1, cosine 1e-4)",
+    )
+    train.add_argument(
+        "--num-negatives",
+        type=int,
+        default=1024,
+        help="softmax: candidates shared by the batch (SharedNegativeSampler)",
+    )
+    train.add_argument(
+        "--in-batch",
+        action="store_true",
+        help="softmax: the batch's positive items as negatives too (exact mask, mixture logQ)",
+    )
     train.add_argument(
         "--num-candidates", type=int, default=10, help="hard sampler: candidates scored per row"
     )
@@ -200,7 +248,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["topk", "softmax"],
         help="hard part: top-k, or softmax sampling (Gumbel-top-k) at --temperature",
     )
-    train.add_argument("--temperature", type=float, default=None, help="softmax only (default 1)")
+    train.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="--loss softmax: the loss's temperature (default 0.1); --selection softmax: the "
+        "selection's (default 1)",
+    )
     train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     train.add_argument(
         "--seed", type=int, default=0, help="seed of the model, the batch order and the sampler"
@@ -239,8 +293,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.alpha is not None and args.candidates != "popularity":
         parser.error("--alpha applies to --candidates popularity")
-    if args.temperature is not None and args.selection != "softmax":
-        parser.error("--temperature applies to --selection softmax")
+    if args.loss == "softmax":
+        if args.selection == "softmax":
+            parser.error("--selection softmax and --loss softmax share --temperature: use one")
+        if args.reg:
+            parser.error("--reg applies to --loss bpr/bce (the softmax run has no L2 penalty)")
+        if args.num_negatives < 1:
+            parser.error(f"--num-negatives must be >= 1, got {args.num_negatives}")
+        args.temperature = 0.1 if args.temperature is None else args.temperature
+    else:
+        if args.temperature is not None and args.selection != "softmax":
+            parser.error("--temperature applies to --loss softmax or --selection softmax")
+        if args.in_batch:
+            parser.error("--in-batch applies to --loss softmax")
+    defaults = {"softmax": (1e-3, 0.0, "cosine")}.get(args.loss, (5e-3, 3e-2, "dot"))
+    args.lr = defaults[0] if args.lr is None else args.lr
+    args.reg = defaults[1] if args.reg is None else args.reg
+    args.similarity = defaults[2] if args.similarity is None else args.similarity
+    if args.init_std is None:
+        args.init_std = 1e-4 if args.similarity == "cosine" else 0.1
     if not 0.0 <= args.valid_fraction < 1.0:
         parser.error(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")
     for name in ("epochs", "eval_every", "dim", "batch_size"):
@@ -377,11 +448,71 @@ def pairwise_step(
     return step, str(sampler)
 
 
+def softmax_step(
+    args: argparse.Namespace, name: str, model: MFModel, index: PositiveIndex
+) -> tuple[Step, str]:
+    """Sampled softmax over K shared candidates (+ in-batch; + hard negatives for "hard")."""
+    k = args.num_negatives
+    sampler = SharedNegativeSampler(
+        index, k, candidates=args.candidates, alpha=args.alpha, generator=args.seed, validate=False
+    )
+    loss_fn = SampledSoftmaxLoss(args.temperature)
+    hard = None
+    if name == "hard":
+        hard = HardNegativeSampler(
+            index,
+            args.num_candidates,
+            args.num_hard,
+            0,
+            generator=args.seed + 1,
+            validate=False,
+        )
+    log_k, log_n = math.log(k), math.log(index.num_items)
+
+    def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
+        shared = sampler.sample(users)
+        items, mask = shared.items, shared.mask
+        # log(K q): the logQ correction of K i.i.d. draws (docs: "Softmax losses").
+        log_q = shared.log_prob + log_k
+        if args.in_batch:
+            batch = sampler.in_batch(users, pos_items)
+            items = torch.cat([items, batch.items])
+            mask = torch.cat([mask, batch.mask], dim=1)
+            # Both sets are draws from one mixture: the same correction for every candidate.
+            log_q = torch.logaddexp(
+                sampler.log_prob(items) + log_k,
+                sampler.in_batch_log_prob(items) + math.log(users.numel()),
+            )
+        neg_scores = model(users[:, None], items[None, :])
+        if hard is not None:
+            hard_items = hard.sample(users, model)
+            neg_scores = torch.cat([neg_scores, model(users[:, None], hard_items)], dim=1)
+            mask = torch.cat([mask, torch.zeros_like(hard_items, dtype=torch.bool)], dim=1)
+            # Counted as uniform draws, like the shared ones: no correction is unbiased for a
+            # top-k (see the docs).
+            log_q = torch.cat([log_q, log_q.new_full((hard_items.shape[1],), log_k - log_n)])
+        return loss_fn(model(users, pos_items), neg_scores, log_q=log_q, mask=mask)
+
+    parts = [str(sampler)] + (["in-batch negatives"] if args.in_batch else [])
+    if hard is not None:
+        parts.append(f"the {args.num_hard} top-scored of {args.num_candidates} per row")
+    return step, f"{loss_fn} over " + " + ".join(parts)
+
+
+def make_optimizer(model: MFModel, lr: float) -> torch.optim.Optimizer:
+    """Adam; the fused implementation where this torch has it for the device (same maths)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 # --loss NAME -> a function (args, sampler name, model, training index on the device) that
 # returns the per-batch loss and a description. A new loss is one more entry.
 STEPS: dict[str, Callable[[argparse.Namespace, str, MFModel, PositiveIndex], tuple[Step, str]]] = {
     "bpr": pairwise_step,
     "bce": pairwise_step,
+    "softmax": softmax_step,
 }
 
 
@@ -423,8 +554,16 @@ def train(
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     index_d = index.to(device)
-    model = MFModel(index.num_users, index.num_items, args.dim, validate=False, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model = MFModel(
+        index.num_users,
+        index.num_items,
+        args.dim,
+        init_std=args.init_std,
+        similarity=args.similarity,
+        validate=False,
+        device=device,
+    )
+    optimizer = make_optimizer(model, args.lr)
     step, description = make_step(args, name, model, index_d)
     print(f"[{name:>7}] {description}")
     valid_d = data.valid.to(device) if validate and data.valid is not None else None
