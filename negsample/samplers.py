@@ -1275,6 +1275,14 @@ class SharedNegativeSampler(_BaseSampler):
             validate=validate,
         )
         self.num_negatives = check_int("num_negatives", num_negatives, minimum=1)
+        if not isinstance(self.candidates, UniformCandidates) and not bool(
+            (self.candidates.weights > 0).any()
+        ):
+            raise ValueError(
+                f"candidates='popularity' with alpha={self.candidates.alpha} gives every item "
+                f"weight 0 (the index has no interactions): nothing can be drawn; "
+                f"use candidates='uniform'"
+            )
 
     def __repr__(self) -> str:
         return (

@@ -297,13 +297,23 @@ def test_bad_calls_raise_clear_errors(call: Any, error: type[Exception], match: 
             "alpha must be in",
         ),
         ({"num_negatives": 2, "backend": "fast"}, ValueError, "backend must be one of"),
+        (
+            {
+                "num_negatives": 2,
+                "candidates": "popularity",
+                "index": PositiveIndex.from_dict({}, num_items=3, num_users=2),
+            },
+            ValueError,
+            "every item weight 0",
+        ),
     ],
 )
 def test_bad_options_raise_clear_errors(
     kwargs: dict[str, Any], error: type[Exception], match: str
 ) -> None:
+    index = kwargs.pop("index", popularity_index())
     with pytest.raises(error, match=match):
-        SharedNegativeSampler(popularity_index(), **kwargs)
+        SharedNegativeSampler(index, **kwargs)
 
 
 def test_repr_names_the_options() -> None:
