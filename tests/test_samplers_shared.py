@@ -311,6 +311,7 @@ def test_bad_calls_raise_clear_errors(call: Any, error: type[Exception], match: 
 def test_bad_options_raise_clear_errors(
     kwargs: dict[str, Any], error: type[Exception], match: str
 ) -> None:
+    kwargs = dict(kwargs)
     index = kwargs.pop("index", popularity_index())
     with pytest.raises(error, match=match):
         SharedNegativeSampler(index, **kwargs)
