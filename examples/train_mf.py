@@ -171,7 +171,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     train.add_argument("--batch-size", type=int, default=2048, help="training pairs per step")
     train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
-    train.add_argument("--reg", type=float, default=3e-2, help="weight of the batch L2 penalty")
+    train.add_argument("--reg", type=float, default=2e-2, help="weight of the batch L2 penalty")
     train.add_argument(
         "--num-candidates", type=int, default=10, help="hard sampler: candidates scored per row"
     )
