@@ -195,7 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--reg",
         type=float,
         default=None,
-        help="weight of the batch L2 penalty (default: bpr/bce 3e-2; softmax: none)",
+        help="weight of the batch L2 penalty (default: bpr/bce 2e-2; softmax: none)",
     )
     train.add_argument(
         "--similarity",
@@ -306,7 +306,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error("--temperature applies to --loss softmax or --selection softmax")
         if args.in_batch:
             parser.error("--in-batch applies to --loss softmax")
-    defaults = {"softmax": (1e-3, 0.0, "cosine")}.get(args.loss, (5e-3, 3e-2, "dot"))
+    defaults = {"softmax": (1e-3, 0.0, "cosine")}.get(args.loss, (5e-3, 2e-2, "dot"))
     args.lr = defaults[0] if args.lr is None else args.lr
     args.reg = defaults[1] if args.reg is None else args.reg
     args.similarity = defaults[2] if args.similarity is None else args.similarity
@@ -667,20 +667,27 @@ def summary(
     print("(s/epoch: median seconds of training per epoch, evaluation not included)")
 
 
-def plot(path: Path, histories: dict[str, list[dict[str, float]]], ks: list[int]) -> None:
+def plot(path: Path, runs: dict[str, Run], ks: list[int]) -> None:
+    """Validation (else test) Recall and NDCG per epoch, a star at each run's chosen epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [f"recall@{ks[0]}", f"ndcg@{ks[0]}"]
-    first = next(iter(histories.values()))
+    first = next(iter(runs.values())).history
     prefix, where = ("", "validation") if any(names[0] in h for h in first) else ("test ", "test")
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5))
     for ax, metric in zip(axes, names, strict=True):
-        for run_name, history in histories.items():
-            points = [(h["epoch"], h[prefix + metric]) for h in history if prefix + metric in h]
-            ax.plot(*zip(*points, strict=True), marker="o", label=f"{run_name} negatives")
+        for run_name, run in runs.items():
+            key = prefix + metric
+            points = [(h["epoch"], h[key]) for h in run.history if key in h]
+            (line,) = ax.plot(*zip(*points, strict=True), marker=".", label=f"{run_name} negatives")
+            chosen = run.history[run.best_epoch - 1]
+            if key in chosen:
+                ax.plot(
+                    run.best_epoch, chosen[key], marker="*", markersize=14, color=line.get_color()
+                )
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{where} {metric}")
         ax.grid(alpha=0.3)
@@ -735,7 +742,7 @@ def main(argv: list[str] | None = None) -> None:
     if not validate and data.test is None:
         print(f"\nno validation split (--valid-fraction 0): trained {args.epochs} epochs")
     if args.plot is not None:
-        plot(args.plot, {name: runs[name].history for name in names}, args.ks)
+        plot(args.plot, runs, args.ks)
     if args.submission is not None:
         make_submission(args, data, names[0], runs[names[0]])
 
