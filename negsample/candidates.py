@@ -541,13 +541,7 @@ class PopularityCandidates:
         :data:`~negsample.NO_NEGATIVE` in every entry, without a check that
         would synchronise.
         """
-        num_items = self.index.num_items
-        scaled = _unit_interval(bits) * num_items
-        column = scaled.long().clamp_(max=num_items - 1)
-        fraction = scaled - column
-        keep = _gather(self._alias_keep, column)
-        kept = fraction < keep
-        first = torch.where(kept, column, _gather(self._alias, column).long())
+        first, fraction, keep, kept = self._catalogue_draw(bits)
 
         def second_stage(rows: torch.Tensor, take: _Take) -> torch.Tensor:
             f, p = take(fraction), take(keep)
@@ -556,6 +550,23 @@ class PopularityCandidates:
 
         items = _replace_positives(self.index, self._filter, users, first, second_stage)
         return torch.where(self._empty(users)[:, None], NO_NEGATIVE, items)
+
+    def _catalogue_draw(
+        self, bits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stage 1 of :meth:`draw`: an item with probability ``w_x / W`` over the catalogue.
+
+        Returns the items (``int64``) and, for the second stage, the fraction
+        within each alias column, the column's ``keep`` and whether it was kept.
+        """
+        num_items = self.index.num_items
+        scaled = _unit_interval(bits) * num_items
+        column = scaled.long().clamp_(max=num_items - 1)
+        fraction = scaled - column
+        keep = _gather(self._alias_keep, column)
+        kept = fraction < keep
+        first = torch.where(kept, column, _gather(self._alias, column).long())
+        return first, fraction, keep, kept
 
     def _draw_from_complement(self, users: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
         """The item at ``unit * W_u`` of each row's complement, ``unit`` ``(B, k)`` in ``[0, 1)``."""

@@ -1325,15 +1325,9 @@ class SharedNegativeSampler(_BaseSampler):
         replaced by its alias by the fraction within the column), the same
         first stage as :class:`~negsample.candidates.PopularityCandidates`.
         """
-        num_items = self.index.num_items
         if isinstance(self.candidates, UniformCandidates):
-            return bits % num_items
-        source = self.candidates
-        scaled = (bits >> 9).to(torch.float64) * (2.0**-53) * num_items
-        column = scaled.long().clamp_(max=num_items - 1)
-        keep = source._alias_keep.index_select(0, column)
-        alias = source._alias.index_select(0, column).long()
-        return torch.where(scaled - column < keep, column, alias)
+            return bits % self.index.num_items
+        return self.candidates._catalogue_draw(bits)[0]
 
     def log_prob(self, items: torch.Tensor) -> torch.Tensor:
         """``log q(item)`` of one catalogue draw, in torch's default float dtype."""
@@ -1347,9 +1341,9 @@ class SharedNegativeSampler(_BaseSampler):
             )
         weights = self.candidates._weights
         log_weights = torch.log(weights.index_select(0, items.reshape(-1)))
-        return (
-            (log_weights - torch.log(weights.sum())).view(items.shape).to(torch.get_default_dtype())
-        )
+        # The last cumulative weight is W, the catalogue's total: no sum per call.
+        log_total = torch.log(self.candidates._cumulative[-1])
+        return (log_weights - log_total).view(items.shape).to(torch.get_default_dtype())
 
     def sample(self, users: IdsLike) -> SharedNegatives:
         """Draw ``num_negatives`` shared candidates and mask each row's known positives.
@@ -1454,8 +1448,7 @@ class SharedNegativeSampler(_BaseSampler):
         """
         popularity = self.index._derived.get("popularity")
         if popularity is None or popularity.device != self.index.device:
-            positions = torch.arange(self.index.num_interactions, device=self.index.device)
-            counts = torch.bincount(self.index._items_at(positions), minlength=self.index.num_items)
+            counts = torch.bincount(self.index.indices.long(), minlength=self.index.num_items)
             popularity = counts.to(torch.float64)
             self.index._derived["popularity"] = popularity
         total = max(self.index.num_interactions, 1)
