@@ -22,6 +22,10 @@ the docs were chosen (docs/benchmarks.rst, "Softmax losses on Gowalla").
 Variants: ``--temperature``, ``--batch-size``, ``--num-negatives``;
 ``--exclude-positive`` leaves the positive out of the normaliser (what the
 bilateral softmax loss, BSL, amounts to under Adam: see docs/softmax.rst);
+``--user-dropout`` applies dropout to the user vectors in training (an option of the
+BSL authors' MF code); ``--weight-decay`` switches to AdamW with that decoupled decay
+(with cosine scores it does not regularise the scores, it keeps the embedding
+norms from growing and so the effective step size from shrinking);
 ``--user-uniform`` draws each training row as a uniform user and then one of
 its pairs (as LightGCN's and FreeRec's loaders do) instead of a permutation of
 the pairs. The loss and masks are written out in plain PyTorch here, so that
@@ -58,6 +62,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--in-batch", action="store_true", help="add the batch's positives")
     p.add_argument("--exclude-positive", action="store_true", help="positive not in normaliser")
     p.add_argument("--user-uniform", action="store_true", help="rows drawn user-uniformly")
+    p.add_argument("--user-dropout", type=float, default=0.0, help="dropout on user vectors")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled decay")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--eval-every", type=int, default=4)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -85,7 +91,12 @@ def main() -> None:
     torch.nn.init.normal_(user_emb.weight, std=a.init_std)
     torch.nn.init.normal_(item_emb.weight, std=a.init_std)
     params = [*user_emb.parameters(), *item_emb.parameters()]
-    opt = torch.optim.Adam(params, lr=a.lr, weight_decay=0.0, fused=True)
+    if a.weight_decay > 0:
+        opt: torch.optim.Optimizer = torch.optim.AdamW(
+            params, lr=a.lr, weight_decay=a.weight_decay, fused=True
+        )
+    else:
+        opt = torch.optim.Adam(params, lr=a.lr, weight_decay=0.0, fused=True)
     gen = torch.Generator(device=device).manual_seed(0)
 
     class Scorer(torch.nn.Module):
@@ -127,7 +138,10 @@ def main() -> None:
         for s in range(0, len(order_u), a.batch_size):
             u, pi = order_u[s : s + a.batch_size], order_i[s : s + a.batch_size]
             cand = torch.randint(0, n_items, (k,), generator=gen)
-            uv, pv = F.normalize(user_emb(u), dim=-1), F.normalize(item_emb(pi), dim=-1)
+            raw_u = user_emb(u)
+            if a.user_dropout > 0:
+                raw_u = F.dropout(raw_u, a.user_dropout)
+            uv, pv = F.normalize(raw_u, dim=-1), F.normalize(item_emb(pi), dim=-1)
             pos = (uv * pv).sum(-1) / t
             negs = [uv @ F.normalize(item_emb(cand), dim=-1).T / t]
             masks = [mask_for(u, cand)]

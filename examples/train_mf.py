@@ -29,12 +29,17 @@ exact mask of known positives, logQ correction), cosine scores and
 ``--temperature`` 0.1 by default; ``--in-batch`` adds the batch's positive items
 as negatives. There, the "uniform" run uses the shared candidates only and the
 "hard" run adds each row's ``--num-hard`` top-scored of ``--num-candidates``
-candidates from ``HardNegativeSampler``. The Gowalla figures in the README
-come from::
+candidates from ``HardNegativeSampler``. The best Gowalla softmax figure in
+the README comes from::
 
     python examples/train_mf.py --data data/gowalla/train.txt \\
-        --test data/gowalla/test.txt --loss softmax --sampler uniform \\
-        --valid-fraction 0 --epochs 40 --eval-every 5 --ks 20
+        --test data/gowalla/test.txt --loss softmax --sampler uniform --in-batch \\
+        --valid-fraction 0 --epochs 400 --time-budget 3300 --eval-every 5 --ks 20
+
+On Linux with glibc the script first asks ``malloc`` to keep freed blocks of
+up to 32 MiB for reuse (``keep_freed_memory``): a softmax step frees several
+``B x K`` tensors that size, and returning them to the system made every step
+pay fresh page faults (about 25% of a CPU step).
 
 Formats: ``--format csv`` (the course competition's ``UserId,ItemId`` file),
 ``lightgcn`` (``user item item ...``), ``pickle`` (a pickled ``{user:
