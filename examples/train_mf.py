@@ -591,6 +591,7 @@ def train(
         start = time.perf_counter()
         order = torch.randperm(users_all.numel(), generator=order_gen, device=device)
         total = torch.zeros((), device=device)
+        seen = 0  # pairs trained on this epoch (fewer when the time budget cuts it)
         out_of_time = False
         batches = progress(
             order.split(args.batch_size), num_batches, f"{name} {epoch}", not args.no_progress
@@ -601,6 +602,7 @@ def train(
             loss.backward()
             optimizer.step()
             total += loss.detach() * batch.numel()
+            seen += batch.numel()
             if (
                 args.time_budget is not None
                 and spent + time.perf_counter() - start > args.time_budget
@@ -611,7 +613,7 @@ def train(
         spent += seconds
         row: dict[str, float] = {
             "epoch": epoch,
-            "loss": float(total) / users_all.numel(),
+            "loss": float(total) / max(seen, 1),
             "seconds": seconds,
         }
         stop = out_of_time
@@ -632,7 +634,7 @@ def train(
             flush=True,
         )
         if out_of_time:
-            print(f"[{name:>7}] time budget of {args.time_budget:.0f} s spent after {epoch} epochs")
+            print(f"[{name:>7}] time budget of {args.time_budget:g} s spent in epoch {epoch}")
         if stop:
             break
     if best_state is None:
@@ -767,7 +769,8 @@ def main(argv: list[str] | None = None) -> None:
         when = "the epoch chosen on the validation split" if validate else "the last epoch"
         summary(f"test metrics at {when}:", names, runs, test_rows)
     if not validate and data.test is None:
-        print(f"\nno validation split (--valid-fraction 0): trained {args.epochs} epochs")
+        trained = ", ".join(f"{name} {len(runs[name].history)}" for name in names)
+        print(f"\nno validation split (--valid-fraction 0): epochs trained: {trained}")
     if args.plot is not None:
         plot(args.plot, runs, args.ks)
     if args.submission is not None:

@@ -303,3 +303,28 @@ def test_train_mf_keeps_freed_memory_for_reuse_under_glibc(monkeypatch: pytest.M
     spec.loader.exec_module(module)
     # mallopt returns 1 when glibc accepts both settings (32 MiB is within its limit).
     assert module.keep_freed_memory() is True
+
+
+def test_train_mf_time_budget_reports_the_loss_of_the_pairs_it_trained_on() -> None:
+    # A budget that runs out after the first batch: the epoch's loss is the mean over
+    # the 64 pairs trained on (BPR near log 2 = 0.693 at initialisation, plus the L2
+    # term), not their sum divided by all ~39,000 pairs of the epoch (about 0.001).
+    out = run_example(
+        "train_mf.py",
+        "--sampler",
+        "uniform",
+        "--valid-fraction",
+        "0",
+        "--epochs",
+        "3",
+        "--time-budget",
+        "0.001",
+        "--batch-size",
+        "64",
+        "--no-progress",
+    )
+    losses = [float(m) for m in re.findall(r"epoch +\d+  loss ([\d.]+)", out)]
+    assert len(losses) == 1, out
+    assert 0.6 < losses[0] < 0.9, out
+    assert "time budget of 0.001 s spent in epoch 1" in out, out
+    assert "epochs trained: uniform 1" in out, out
