@@ -28,8 +28,8 @@ BSL authors' MF code); ``--weight-decay`` switches to AdamW with that decoupled 
 norms from growing and so the effective step size from shrinking);
 ``--user-uniform`` draws each training row as a uniform user and then one of
 its pairs (as LightGCN's and FreeRec's loaders do) instead of a permutation of
-the pairs. The loss and masks are written out in plain PyTorch here, so that
-each variant is a line; ``examples/train_mf.py --loss softmax`` trains the
+the pairs. The loss is written out in plain PyTorch here (the masks are
+``SharedNegativeSampler.mask``), so that each variant is a line; ``examples/train_mf.py --loss softmax`` trains the
 chosen recipe with the library's ``SharedNegativeSampler`` and
 ``SampledSoftmaxLoss``.
 """
@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from negsample import SharedNegativeSampler
 from negsample.data import holdout_split, load_lightgcn
 from negsample.metrics import evaluate
 
@@ -103,23 +104,8 @@ def main() -> None:
         def score_all(self, users: torch.Tensor) -> torch.Tensor:
             return F.normalize(user_emb(users), dim=-1) @ F.normalize(item_emb.weight, dim=-1).T
 
-    def mask_for(users: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """(B, K): True where cand[k] is a known positive of users[b] (every copy)."""
-        s, perm = torch.sort(cand)
-        lo_u, hi_u = indptr[users], indptr[users + 1]
-        cnt = hi_u - lo_u
-        rows = torch.repeat_interleave(torch.arange(len(users)), cnt)
-        start = torch.repeat_interleave(lo_u - torch.cumsum(cnt, 0) + cnt, cnt)
-        pos = items_flat[start + torch.arange(int(cnt.sum()))]
-        lo, hi = torch.searchsorted(s, pos), torch.searchsorted(s, pos, right=True)
-        k = cand.numel()
-        diff = torch.zeros(len(users), k + 1)
-        diff.index_put_((rows, lo), torch.ones(len(rows)), accumulate=True)
-        diff.index_put_((rows, hi), -torch.ones(len(rows)), accumulate=True)
-        sorted_mask = diff[:, :k].cumsum(1) > 0
-        m = torch.empty_like(sorted_mask)
-        m[:, perm] = sorted_mask
-        return m
+    # The library's exact mask (every copy of a known positive), no draws of its own.
+    mask_for = SharedNegativeSampler(train, a.num_negatives, validate=False).mask
 
     print(vars(a), flush=True)
     t, k = a.temperature, a.num_negatives

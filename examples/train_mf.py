@@ -708,7 +708,7 @@ def plot(path: Path, runs: dict[str, Run], ks: list[int]) -> None:
 def keep_freed_memory() -> bool:
     """Let glibc reuse freed blocks of up to 32 MiB instead of unmapping them.
 
-    A softmax step allocates several ``B x K`` float tensors (25 MiB at B=2048,
+    A softmax step allocates several ``B x K`` float tensors (24 MiB at B=2048,
     K=3072); by default glibc returns such blocks to the system when they are
     freed and the next step pays the page faults of fresh memory again. Keeping
     them made the Gowalla softmax step about 25% faster on CPU. Linux/glibc
