@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from negsample import SharedNegativeSampler
+from negsample import HardNegativeSampler, SharedNegativeSampler
 from negsample.data import holdout_split, load_lightgcn
 from negsample.metrics import evaluate
 
@@ -65,6 +65,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--user-uniform", action="store_true", help="rows drawn user-uniformly")
     p.add_argument("--user-dropout", type=float, default=0.0, help="dropout on user vectors")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled decay")
+    p.add_argument(
+        "--neg-weight", type=float, default=1.0, help="weight of the negatives' log-sum-exp (BSL)"
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="cosine: the rate decays per step to 0 over --epochs",
+    )
+    p.add_argument(
+        "--hard",
+        type=int,
+        nargs=2,
+        metavar=("M", "H"),
+        help="add each row's H top-scored of M uniform candidates (HardNegativeSampler)",
+    )
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--eval-every", type=int, default=4)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -104,8 +120,19 @@ def main() -> None:
         def score_all(self, users: torch.Tensor) -> torch.Tensor:
             return F.normalize(user_emb(users), dim=-1) @ F.normalize(item_emb.weight, dim=-1).T
 
+    class PairScorer(torch.nn.Module):
+        def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            u = F.normalize(user_emb(users), dim=-1)
+            return (u * F.normalize(item_emb(items), dim=-1)).sum(-1)
+
     # The library's exact mask (every copy of a known positive), no draws of its own.
     mask_for = SharedNegativeSampler(train, a.num_negatives, validate=False).mask
+    hard = None
+    if a.hard is not None:
+        hard = HardNegativeSampler(train, a.hard[0], a.hard[1], 0, generator=1, validate=False)
+    pair_scorer = PairScorer()
+    steps_per_epoch = math.ceil(len(users_all) / a.batch_size)
+    total_steps, step_no = a.epochs * steps_per_epoch, 0
 
     print(vars(a), flush=True)
     t, k = a.temperature, a.num_negatives
@@ -140,14 +167,26 @@ def main() -> None:
                     torch.full((len(both),), math.log(k / n_items)),
                     log_pop[both] + math.log(len(pi)),
                 )
+            if hard is not None:
+                hard_items = hard.sample(u, pair_scorer)
+                hv = F.normalize(item_emb(hard_items), dim=-1)
+                negs.append((uv[:, None, :] * hv).sum(-1) / t)
+                masks.append(torch.zeros_like(hard_items, dtype=torch.bool))
+                # Counted as uniform draws (no correction is unbiased for a top-k).
+                log_q = torch.cat([log_q, torch.full((a.hard[1],), math.log(k / n_items))])
             neg = torch.cat(negs, 1)
             if not a.no_log_q:
                 neg = neg - log_q
             neg = neg.masked_fill(torch.cat(masks, 1), float("-inf"))
+            w = a.neg_weight
             if a.exclude_positive:
-                loss = (torch.logsumexp(neg, 1) - pos).mean()
+                loss = (w * torch.logsumexp(neg, 1) - pos).mean()
             else:
-                loss = (torch.logsumexp(torch.cat([pos[:, None], neg], 1), 1) - pos).mean()
+                loss = (w * torch.logsumexp(torch.cat([pos[:, None], neg], 1), 1) - pos).mean()
+            if a.lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * step_no / total_steps))
+            step_no += 1
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -238,6 +238,29 @@ def _broadcast_to_negatives(name: str, value: torch.Tensor, neg: torch.Tensor) -
         ) from err
 
 
+def _check_softmax_neg_weight(neg_weight: Any) -> float:
+    """Return ``neg_weight`` as a float if it is a finite real ``> 0``."""
+    if isinstance(neg_weight, (bool, np.bool_)) or not isinstance(neg_weight, numbers.Real):
+        raise TypeError(
+            f"neg_weight must be a positive float, got {_short(neg_weight)} "
+            f"({type(neg_weight).__name__})"
+        )
+    weight = float(neg_weight)
+    if not math.isfinite(weight) or weight <= 0:
+        raise ValueError(f"neg_weight must be a finite float > 0, got {weight}")
+    return weight
+
+
+def _check_include_positive(include_positive: Any) -> bool:
+    """Return ``include_positive`` if it is a bool."""
+    if not isinstance(include_positive, (bool, np.bool_)):
+        raise TypeError(
+            f"include_positive must be a bool, got {_short(include_positive)} "
+            f"({type(include_positive).__name__})"
+        )
+    return bool(include_positive)
+
+
 def sampled_softmax_loss(
     pos_scores: torch.Tensor,
     neg_scores: torch.Tensor,
@@ -245,29 +268,53 @@ def sampled_softmax_loss(
     temperature: float = 1.0,
     log_q: torch.Tensor | float | None = None,
     mask: torch.Tensor | None = None,
+    neg_weight: float = 1.0,
+    include_positive: bool = True,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""Sampled softmax (InfoNCE) loss of each positive against its row's negatives.
 
-    Per row, with temperature :math:`T`, positive score :math:`s^+` and
-    negative scores :math:`s_k`:
+    Per row, with temperature :math:`T`, positive score :math:`s^+`, negative
+    scores :math:`s_k` and negative weight :math:`\lambda` (``neg_weight``):
 
     .. math::
 
-        \ell = -\frac{s^+}{T} + \log\Big(e^{s^+/T}
+        \ell = -\frac{s^+}{T} + \lambda \log\Big(e^{s^+/T}
               + \sum_{k \text{ not masked}} e^{s_k/T - \log q_k}\Big)
 
-    ``log_q`` is subtracted exactly as passed (no constant added). If the
+    With ``include_positive=False`` the :math:`e^{s^+/T}` term leaves the
+    normaliser. The defaults (:math:`\lambda = 1`, positive included) are the
+    usual sampled softmax, i.e. cross-entropy with the positive as the target.
+    ``neg_weight`` :math:`\ne 1` weights the negatives' log-sum-exp against
+    the positive's score: the gradient on the positive and the total gradient
+    on the negatives stand in the ratio :math:`1 : \lambda` (positive left
+    out), which no rescaling of the loss (and so no Adam step size) changes.
+    The bilateral softmax loss (BSL) as its authors' code computes it is
+    ``include_positive=False, neg_weight=t2, temperature=t1`` with
+    ``log_q = log(K)`` (their mean over the ``K`` negatives) or the logQ
+    correction below; see the docs page "Softmax losses with many negatives".
+
+    ``log_q`` is subtracted exactly as passed (no constant added); gradients
+    flow into it when it requires them (e.g. a learned correction). If the
     ``K`` negatives of a row are drawn i.i.d. from a distribution :math:`q`,
     passing ``log_q = log(K * q)`` makes the sum an unbiased estimate of
     :math:`\sum_i e^{s_i/T}` over the items that are not masked, the full
     softmax's normaliser (the "logQ correction"); ``log_q=None`` subtracts
     nothing (the uncorrected sampled softmax). Masked negatives (``True`` in
     ``mask``, e.g. known positives of the row's user) are left out of the sum;
-    a row whose negatives are all masked has loss 0 and zero gradients.
+    a row whose negatives are all masked has loss 0 and zero gradients, with
+    either normaliser and any ``neg_weight``.
 
-    Computed with ``logsumexp``, stable for any finite scores; ``float16`` and
-    ``bfloat16`` inputs are computed in ``float32`` and the result cast back.
+    Computed from the score differences :math:`(s_k - s^+)/T` with
+    ``logsumexp``, so it is finite wherever the exact value is: finite scores
+    anywhere in the float range, any temperature down to the dtype's smallest
+    positive number (a difference that overflows to :math:`\pm\infty` is one
+    whose exponential is exactly 0 or whose loss is :math:`+\infty`).
+    ``float16`` and ``bfloat16`` inputs are computed in ``float32`` and the
+    result cast back. Gradients of every order are exact: the first one is a
+    single pass over the saved exponentials, and under ``create_graph=True``
+    (a gradient penalty, ``gradgradcheck``) the backward is itself built from
+    differentiable operations.
 
     Args:
         pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
@@ -278,6 +325,9 @@ def sampled_softmax_loss(
             subtracted from each ``s_k / T``.
         mask: ``None`` or a bool tensor broadcastable to ``(B, K)``; ``True``
             drops that negative.
+        neg_weight: :math:`\lambda`, a finite float ``> 0`` multiplying the
+            log-normaliser.
+        include_positive: Whether :math:`e^{s^+/T}` is in the normaliser.
         reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"``
             (the ``(B,)`` per-row losses).
 
@@ -287,10 +337,11 @@ def sampled_softmax_loss(
 
     Raises:
         TypeError: If a score tensor or ``log_q`` is not floating point, ``mask``
-            is not a bool tensor, or ``temperature`` is not a real number.
+            is not a bool tensor, ``temperature`` or ``neg_weight`` is not a real
+            number, or ``include_positive`` is not a bool.
         ValueError: For an unknown ``reduction``, a non-positive or non-finite
-            ``temperature``, wrong or non-broadcastable shapes, an empty batch or
-            no negatives, or tensors on different devices.
+            ``temperature`` or ``neg_weight``, wrong or non-broadcastable shapes,
+            an empty batch or no negatives, or tensors on different devices.
 
     Example:
         >>> pos = torch.tensor([2.0, 0.0])
@@ -308,9 +359,18 @@ def sampled_softmax_loss(
         >>> log_q = torch.log(torch.tensor(K / num_items))
         >>> sampled_softmax_loss(pos, neg, log_q=log_q, reduction="none")
         tensor([5.5318, 9.9078])
+
+        BSL as coded (``t1 = 0.5``, ``t2 = 1.22``): the positive out of the
+        normaliser, the negatives' mean weighted by ``t2``:
+
+        >>> sampled_softmax_loss(pos, neg, temperature=0.5, log_q=math.log(2),
+        ...                      neg_weight=1.22, include_positive=False, reduction="none")
+        tensor([-2.2508,  7.3200])
     """
     reduction = _check_reduction(reduction)
     t = _check_temperature(temperature)
+    weight = _check_softmax_neg_weight(neg_weight)
+    include = _check_include_positive(include_positive)
     pos, neg, out_dtype = _check_scores(pos_scores, neg_scores)
     if neg_scores.ndim != 2:
         raise ValueError(f"neg_scores must have shape (B, K), got shape {tuple(neg_scores.shape)}")
@@ -334,18 +394,57 @@ def sampled_softmax_loss(
                 f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}"
             )
         drop = _broadcast_to_negatives("mask", mask, neg)
-    terms: torch.Tensor = _SampledSoftmax.apply(pos[:, 0], neg, t, offsets, drop)  # type: ignore[no-untyped-call]
+    terms: torch.Tensor = _SampledSoftmax.apply(  # type: ignore[no-untyped-call]
+        pos[:, 0], neg, t, weight, include, offsets, drop
+    )
     return _reduce(terms, reduction).to(out_dtype)
+
+
+def _scaled_differences(
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    temperature: float,
+    offsets: torch.Tensor | float | None,
+    drop: torch.Tensor | None,
+    *,
+    inplace: bool,
+) -> torch.Tensor:
+    """``(s_k - s+) / T - log q_k``, ``-inf`` where masked, as a new tensor.
+
+    ``inplace`` works on that new tensor in place (no autograd graph wanted);
+    otherwise every step is a differentiable out-of-place operation.
+    """
+    # Dividing the difference, not s / T: a finite score over a small T may overflow,
+    # a difference that overflows is one whose exponential is exactly 0 (or inf).
+    z = neg - pos[:, None]
+    if inplace:
+        z.div_(temperature)
+        if offsets is not None:
+            z.sub_(offsets)
+        return z if drop is None else z.masked_fill_(drop, -math.inf)
+    z = z / temperature
+    if offsets is not None:
+        z = z - offsets
+    return z if drop is None else z.masked_fill(drop, -math.inf)
+
+
+def _outside_scale(temperature: float, weight: float) -> float | None:
+    """``T / (lambda - 1)``: ``(lambda - 1) s+ / T`` is ``s+`` divided by it (None for 1)."""
+    # Divided, not multiplied by (lambda - 1) / T, which overflows for a tiny T.
+    return None if weight == 1.0 else temperature / (weight - 1.0)
 
 
 class _SampledSoftmax(torch.autograd.Function):
     """Per-row sampled softmax loss with a hand-written backward.
 
-    Autograd through ``neg / t - log_q``, ``masked_fill``, ``cat`` and
-    ``logsumexp`` makes about twice as many passes over the ``(B, K)`` scores
-    as needed; here the forward keeps the exponentials of the shifted logits
-    and the backward is one pass over them. The gradient of a masked entry is
-    exactly 0 (its exponential is ``exp(-inf) = 0``).
+    With ``z_k = (s_k - s+) / T - log q_k`` the loss is
+    ``(lambda - 1) s+ / T + lambda * log([1] + sum_k exp(z_k))``. Autograd through
+    the plain expression makes about twice as many passes over the ``(B, K)``
+    scores as needed; here the forward keeps the exponentials of the shifted
+    ``z`` and the first backward is one pass over them. The gradient of a masked
+    entry is exactly 0 (its exponential is ``exp(-inf) = 0``). Under
+    ``create_graph=True`` the backward recomputes the softmax weights from the
+    saved inputs with differentiable operations, so higher orders are exact.
     """
 
     @staticmethod
@@ -354,30 +453,69 @@ class _SampledSoftmax(torch.autograd.Function):
         pos: torch.Tensor,
         neg: torch.Tensor,
         temperature: float,
+        weight: float,
+        include: bool,
         offsets: torch.Tensor | float | None,
         drop: torch.Tensor | None,
     ) -> torch.Tensor:
-        scale = 1.0 / temperature
-        logits = neg * scale
-        if offsets is not None:
-            logits.sub_(offsets)
-        if drop is not None:
-            logits.masked_fill_(drop, -math.inf)
-        pos_logits = pos * scale
-        top = torch.maximum(logits.amax(dim=1), pos_logits)
-        # A row of -inf (a -inf positive with every negative masked) shifts by 0, not by -inf.
+        z = _scaled_differences(pos, neg, temperature, offsets, drop, inplace=True)
+        top = z.amax(dim=1)
+        if include:
+            top = top.clamp_min(0.0)  # the positive's own z is 0
+        # A row of -inf (every negative masked) shifts by 0, not by -inf.
         top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
-        exp_neg = logits.sub_(top[:, None]).exp_()
-        exp_pos = torch.exp(pos_logits - top)
-        total = exp_neg.sum(dim=1) + exp_pos
-        ctx.save_for_backward(exp_neg, exp_pos, total)
-        ctx.scale = scale
-        return top + torch.log(total) - pos_logits
+        exp_neg = z.sub_(top[:, None]).exp_()
+        neg_sum = exp_neg.sum(dim=1)
+        total = neg_sum + torch.exp(-top) if include else neg_sum
+        terms = (top + torch.log(total)) * weight
+        outside = _outside_scale(temperature, weight)
+        if outside is not None:
+            terms = terms + pos / outside
+        valid = None
+        if drop is not None:
+            valid = ~drop.all(dim=1)
+            terms = torch.where(valid, terms, torch.zeros_like(terms))
+        tensor_offsets = offsets if isinstance(offsets, torch.Tensor) else None
+        ctx.save_for_backward(pos, neg, tensor_offsets, drop, exp_neg, neg_sum, total, valid)
+        ctx.options = (temperature, weight, include, offsets if tensor_offsets is None else None)
+        return terms
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        exp_neg, exp_pos, total = ctx.saved_tensors
-        weight = grad * ctx.scale / total
-        grad_neg = exp_neg * weight[:, None] if ctx.needs_input_grad[1] else None
-        grad_pos = (exp_pos * weight - grad * ctx.scale) if ctx.needs_input_grad[0] else None
-        return grad_pos, grad_neg, None, None, None
+        pos, neg, tensor_offsets, drop, exp_neg, neg_sum, total, valid = ctx.saved_tensors
+        temperature, weight, include, float_offsets = ctx.options
+        offsets = tensor_offsets if tensor_offsets is not None else float_offsets
+        need_pos, need_neg, need_offsets = (ctx.needs_input_grad[i] for i in (0, 1, 5))
+
+        def rows_with_negatives(x: torch.Tensor) -> torch.Tensor:
+            return x if valid is None else torch.where(valid, x, torch.zeros_like(x))
+
+        # probs: each negative's softmax weight (B, K); their sum per row (B,).
+        if torch.is_grad_enabled():
+            # create_graph=True: the weights again, from differentiable operations.
+            z = _scaled_differences(pos, neg, temperature, offsets, drop, inplace=False)
+            if valid is not None:  # rows of -inf would make NaN weights (then zeroed)
+                z = torch.where(valid[:, None], z, torch.zeros_like(z))
+            if include:
+                z = torch.cat([torch.zeros_like(z[:, :1]), z], dim=1)
+            probs = torch.softmax(z, dim=1)
+            probs = probs[:, 1:] if include else probs
+            row = rows_with_negatives(grad * weight)
+            prob_sum = probs.sum(dim=1) if need_pos else None
+        else:
+            probs = exp_neg
+            row = rows_with_negatives(grad * weight / total)
+            prob_sum = neg_sum
+        # d loss / d s_k = lambda p_k / T, d loss / d log q_k = -lambda p_k; the
+        # positive (z depends on s_k - s+) gets minus the negatives' sum plus the
+        # (lambda - 1) / T outside the log.
+        grad_neg = probs * (row / temperature)[:, None] if need_neg else None
+        grad_offsets = probs * -row[:, None] if need_offsets else None
+        grad_pos = None
+        if need_pos:
+            assert prob_sum is not None
+            grad_pos = -prob_sum * (row / temperature)
+            outside = _outside_scale(temperature, weight)
+            if outside is not None:
+                grad_pos = grad_pos + rows_with_negatives(grad / outside)
+        return grad_pos, grad_neg, None, None, None, grad_offsets, None

@@ -11,8 +11,10 @@ from torch import nn
 
 from negsample.functional import (
     Reduction,
+    _check_include_positive,
     _check_neg_weight,
     _check_reduction,
+    _check_softmax_neg_weight,
     _check_temperature,
     bce_loss,
     bpr_loss,
@@ -136,13 +138,19 @@ class SampledSoftmaxLoss(nn.Module):
 
     Args:
         temperature: Scores are divided by it, a finite float ``> 0``.
+        neg_weight: Weight of the negatives' log-sum-exp against the positive's
+            score, a finite float ``> 0`` (``1``: the usual softmax).
+        include_positive: Whether the positive is in the normaliser
+            (``False`` with ``neg_weight > 1``: the bilateral softmax loss, BSL,
+            as its authors' code computes it).
         reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"`` for
             the ``(B,)`` per-row losses.
 
     Raises:
         ValueError: For an unknown ``reduction`` or a non-positive or
-            non-finite ``temperature``.
-        TypeError: If ``temperature`` is not a real number.
+            non-finite ``temperature`` or ``neg_weight``.
+        TypeError: If ``temperature`` or ``neg_weight`` is not a real number,
+            or ``include_positive`` is not a bool.
 
     Example:
         >>> loss_fn = SampledSoftmaxLoss(temperature=0.5)
@@ -151,11 +159,22 @@ class SampledSoftmaxLoss(nn.Module):
         >>> pos, neg = torch.tensor([1.0]), torch.tensor([[1.0, 0.0, 2.0]])
         >>> loss_fn(pos, neg, mask=torch.tensor([[False, False, True]]))
         tensor(0.7586)
+        >>> SampledSoftmaxLoss(temperature=0.1, neg_weight=1.2, include_positive=False)
+        SampledSoftmaxLoss(temperature=0.1, neg_weight=1.2, include_positive=False, reduction='mean')
     """
 
-    def __init__(self, temperature: float = 1.0, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        reduction: Reduction = "mean",
+        *,
+        neg_weight: float = 1.0,
+        include_positive: bool = True,
+    ) -> None:
         super().__init__()
         self.temperature = _check_temperature(temperature)
+        self.neg_weight = _check_softmax_neg_weight(neg_weight)
+        self.include_positive = _check_include_positive(include_positive)
         self.reduction: Reduction = _check_reduction(reduction)
 
     def forward(
@@ -185,9 +204,16 @@ class SampledSoftmaxLoss(nn.Module):
             temperature=self.temperature,
             log_q=log_q,
             mask=mask,
+            neg_weight=self.neg_weight,
+            include_positive=self.include_positive,
             reduction=self.reduction,
         )
 
     def extra_repr(self) -> str:
-        """Show the options in the module's repr."""
-        return f"temperature={self.temperature!r}, reduction={self.reduction!r}"
+        """Show the options in the module's repr (the negative options where not default)."""
+        options = f"temperature={self.temperature!r}"
+        if self.neg_weight != 1.0 or not self.include_positive:
+            options += (
+                f", neg_weight={self.neg_weight!r}, include_positive={self.include_positive!r}"
+            )
+        return f"{options}, reduction={self.reduction!r}"

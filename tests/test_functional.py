@@ -417,7 +417,11 @@ def test_sampled_softmax_gradcheck() -> None:
         ({"temperature": math.nan}, ValueError, "temperature must be a finite float > 0"),
         ({"temperature": True}, TypeError, "temperature must be a positive float"),
         ({"mask": torch.zeros(2, 3)}, TypeError, "mask must be a bool tensor"),
-        ({"mask": torch.zeros(3, 3, dtype=torch.bool)}, ValueError, r"mask must broadcast .* \(2, 3\)"),
+        (
+            {"mask": torch.zeros(3, 3, dtype=torch.bool)},
+            ValueError,
+            r"mask must broadcast .* \(2, 3\)",
+        ),
         ({"log_q": torch.zeros(3, dtype=torch.long)}, TypeError, "log_q must be a floating-point"),
         ({"log_q": torch.zeros(4)}, ValueError, "log_q must broadcast"),
         ({"log_q": "x"}, TypeError, "log_q must be None, a float"),
@@ -434,3 +438,204 @@ def test_sampled_softmax_rejects_bad_arguments(
 def test_sampled_softmax_rejects_one_dimensional_negatives() -> None:
     with pytest.raises(ValueError, match=r"neg_scores must have shape \(B, K\)"):
         sampled_softmax_loss(torch.zeros(2), torch.zeros(2))
+
+
+def softmax_reference(
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    t: float,
+    *,
+    log_q: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    neg_weight: float = 1.0,
+    include_positive: bool = True,
+) -> torch.Tensor:
+    """The documented formula with plain autograd operations (no custom backward)."""
+    logits = neg / t - (0.0 if log_q is None else log_q)
+    if mask is not None:
+        logits = logits.masked_fill(mask, -math.inf)
+    if include_positive:
+        logits = torch.cat([pos[:, None] / t, logits], dim=1)
+    terms = -pos / t + neg_weight * torch.logsumexp(logits, dim=1)
+    if mask is not None:
+        terms = torch.where(mask.all(dim=1), torch.zeros_like(terms), terms)
+    return terms
+
+
+def bsl_as_coded(pos: list[float], negs: list[list[float]], t1: float, t2: float) -> list[float]:
+    """BSL's per-row loss as its authors' code computes it, in plain Python (mode "single"
+    with the negatives' mean raised to t2, as mode "multi" does when users do not repeat)."""
+    return [
+        -math.log(math.exp(p / t1) / (sum(math.exp(n / t1) for n in row) / len(row)) ** t2)
+        for p, row in zip(pos, negs, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("include_positive", [True, False])
+@pytest.mark.parametrize("neg_weight", [1.0, 1.22, 0.5])
+def test_sampled_softmax_negative_weight_matches_the_formula(
+    include_positive: bool, neg_weight: float
+) -> None:
+    t = 0.3
+    out = sampled_softmax_loss(
+        torch.tensor(SSM_POS, dtype=torch.float64),
+        torch.tensor(SSM_NEG, dtype=torch.float64),
+        temperature=t,
+        log_q=torch.tensor(SSM_LOG_Q, dtype=torch.float64),
+        mask=torch.tensor(SSM_MASK),
+        neg_weight=neg_weight,
+        include_positive=include_positive,
+        reduction="none",
+    )
+    expected = []
+    for p, row, m in zip(SSM_POS, SSM_NEG, SSM_MASK, strict=True):
+        terms = [n / t - q for n, q, drop in zip(row, SSM_LOG_Q, m, strict=True) if not drop]
+        if not terms:  # every negative masked: 0 by the documented rule
+            expected.append(0.0)
+            continue
+        terms += [p / t] if include_positive else []
+        expected.append(-p / t + neg_weight * math.log(sum(math.exp(x) for x in terms)))
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_sampled_softmax_is_bsl_as_its_code_computes_it() -> None:
+    pos, negs = (
+        [0.3, -0.2, 0.9],
+        [[0.1, 0.5, -0.4, 0.2], [0.0, 0.0, 0.7, -0.1], [0.2, 0.8, 0.4, 0.6]],
+    )
+    out = sampled_softmax_loss(
+        torch.tensor(pos, dtype=torch.float64),
+        torch.tensor(negs, dtype=torch.float64),
+        temperature=0.08,
+        log_q=math.log(4),  # the mean over the K = 4 negatives
+        neg_weight=1.22,
+        include_positive=False,
+        reduction="none",
+    )
+    torch.testing.assert_close(out, torch.tensor(bsl_as_coded(pos, negs, 0.08, 1.22)).double())
+
+
+GRAD_CASES = [
+    pytest.param(1.0, True, id="default"),
+    pytest.param(1.22, False, id="bsl"),
+    pytest.param(0.7, True, id="weight-with-positive"),
+]
+
+
+def grad_inputs(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.randn(4, dtype=torch.float64, generator=gen, requires_grad=True)
+    neg = torch.randn(4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    log_q = torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True)
+    mask = torch.rand(4, 5, generator=gen) < 0.3
+    mask[1] = True  # one row with every negative masked
+    return pos, neg, log_q, mask
+
+
+@pytest.mark.parametrize(("neg_weight", "include_positive"), GRAD_CASES)
+def test_sampled_softmax_gradcheck_and_gradgradcheck_through_every_input(
+    neg_weight: float, include_positive: bool
+) -> None:
+    pos, neg, log_q, mask = grad_inputs(2)
+
+    def loss(p: torch.Tensor, n: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return sampled_softmax_loss(
+            p,
+            n,
+            temperature=0.7,
+            log_q=q,
+            mask=mask,
+            neg_weight=neg_weight,
+            include_positive=include_positive,
+            reduction="none",
+        )
+
+    assert torch.autograd.gradcheck(loss, (pos, neg, log_q))
+    assert torch.autograd.gradgradcheck(loss, (pos, neg, log_q))
+
+
+@pytest.mark.parametrize(("neg_weight", "include_positive"), GRAD_CASES)
+def test_sampled_softmax_gradients_match_plain_autograd_to_second_order(
+    neg_weight: float, include_positive: bool
+) -> None:
+    options = {"neg_weight": neg_weight, "include_positive": include_positive}
+
+    def penalised(fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        # A gradient penalty: loss + (d loss / d neg)^2, differentiated again.
+        pos, neg, log_q, mask = grad_inputs(3)
+        loss = fn(pos, neg, 0.5, log_q=log_q, mask=mask, **options).sum()
+        (g_neg,) = torch.autograd.grad(loss, neg, create_graph=True)
+        assert g_neg.requires_grad
+        total = loss + (g_neg**2).sum()
+        return torch.autograd.grad(total, (pos, neg, log_q))
+
+    def ours(pos: torch.Tensor, neg: torch.Tensor, t: float, **kw: object) -> torch.Tensor:
+        return sampled_softmax_loss(pos, neg, temperature=t, reduction="none", **kw)  # type: ignore[arg-type]
+
+    for got, want in zip(penalised(ours), penalised(softmax_reference), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_sampled_softmax_log_q_gets_its_gradient() -> None:
+    gen = torch.Generator().manual_seed(4)
+    pos, neg = torch.randn(3, generator=gen), torch.randn(3, 3, generator=gen)
+    lq = torch.zeros(3, requires_grad=True)
+    loss = sampled_softmax_loss(pos, neg, log_q=lq)
+    assert loss.requires_grad
+    loss.backward()
+    lq64 = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    softmax_reference(pos.double(), neg.double(), 1.0, log_q=lq64).mean().backward()
+    assert lq.grad is not None and lq64.grad is not None
+    torch.testing.assert_close(lq.grad.double(), lq64.grad, rtol=1e-6, atol=1e-7)
+    assert bool((lq.grad < 0).all())  # raising a log q lowers that negative's weight
+
+
+@pytest.mark.parametrize(
+    ("pos", "neg", "t", "expected"),
+    [
+        (3e38, 0.0, 0.5, 0.0),  # s+ / T overflows float32; the exact loss is 0
+        (3e38, 0.0, 1e-39, 0.0),  # 1 / T overflows float32
+        (3e38, 3e38, 0.5, math.log(2.0)),
+        (-3e38, -3e38, 1e-39, math.log(2.0)),
+        (1.0, 2.0, 1e-7, 1e7),  # s / T is large but finite: so is the loss
+    ],
+)
+def test_sampled_softmax_is_finite_for_finite_float32_extremes(
+    pos: float, neg: float, t: float, expected: float
+) -> None:
+    out = sampled_softmax_loss(torch.tensor([pos]), torch.tensor([[neg]]), temperature=t)
+    assert bool(torch.isfinite(out))
+    torch.testing.assert_close(out, torch.tensor(expected), rtol=1e-4, atol=1e-5)
+
+
+def test_sampled_softmax_all_masked_rows_are_zero_without_the_positive() -> None:
+    pos = torch.tensor([1.0, 2.0], requires_grad=True)
+    neg = torch.tensor([[math.inf, math.nan], [1.0, -3.0]], requires_grad=True)
+    mask = torch.tensor([[True, True], [False, True]])
+    loss = sampled_softmax_loss(
+        pos, neg, mask=mask, neg_weight=1.5, include_positive=False, reduction="none"
+    )
+    assert loss[0].item() == 0.0 and bool(torch.isfinite(loss).all())
+    loss.sum().backward()
+    assert pos.grad is not None and neg.grad is not None
+    assert pos.grad[0].item() == 0.0 and neg.grad[0].abs().sum().item() == 0.0
+    assert bool(torch.isfinite(neg.grad).all())
+    # The one unmasked negative takes the whole weight: d/ds = 1.5, d/ds+ = -1.
+    torch.testing.assert_close(neg.grad[1], torch.tensor([1.5, 0.0]))
+    torch.testing.assert_close(pos.grad[1], torch.tensor(-1.0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"neg_weight": 0.0}, ValueError, "neg_weight must be a finite float > 0, got 0.0"),
+        ({"neg_weight": math.inf}, ValueError, "neg_weight must be a finite float > 0, got inf"),
+        ({"neg_weight": "1"}, TypeError, "neg_weight must be a positive float, got '1'"),
+        ({"include_positive": 1}, TypeError, "include_positive must be a bool, got 1"),
+    ],
+)
+def test_sampled_softmax_rejects_bad_negative_options(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        sampled_softmax_loss(torch.zeros(2), torch.zeros(2, 3), **kwargs)  # type: ignore[arg-type]

@@ -114,3 +114,29 @@ def test_sampled_softmax_module_is_the_function_with_its_options() -> None:
     )
     with pytest.raises(ValueError, match="temperature must be a finite float > 0"):
         SampledSoftmaxLoss(temperature=-1.0)
+
+
+def test_sampled_softmax_module_passes_the_negative_options() -> None:
+    gen = torch.Generator().manual_seed(1)
+    pos, neg = torch.randn(5, generator=gen), torch.randn(5, 7, generator=gen)
+    module = SampledSoftmaxLoss(0.2, "sum", neg_weight=1.22, include_positive=False)
+    torch.testing.assert_close(
+        module(pos, neg, log_q=0.5),
+        sampled_softmax_loss(
+            pos,
+            neg,
+            temperature=0.2,
+            log_q=0.5,
+            neg_weight=1.22,
+            include_positive=False,
+            reduction="sum",
+        ),
+    )
+    assert repr(module) == (
+        "SampledSoftmaxLoss(temperature=0.2, neg_weight=1.22, include_positive=False, "
+        "reduction='sum')"
+    )
+    with pytest.raises(ValueError, match=r"neg_weight must be a finite float > 0, got -1\.0"):
+        SampledSoftmaxLoss(neg_weight=-1.0)
+    with pytest.raises(TypeError, match="include_positive must be a bool"):
+        SampledSoftmaxLoss(include_positive="no")  # type: ignore[arg-type]
