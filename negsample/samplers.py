@@ -1430,31 +1430,64 @@ class SharedNegativeSampler(_BaseSampler):
                 f"{users_t.numel()} users"
             )
         return SharedNegatives(
-            items_t, self._mask(users_t, items_t), self.in_batch_log_prob(items_t)
+            items_t, self._mask(users_t, items_t), self._in_batch_log_prob(items_t)
         )
 
-    def in_batch_log_prob(self, items: torch.Tensor) -> torch.Tensor:
+    def in_batch_log_prob(self, items: IdsLike) -> torch.Tensor:
         """``log(popularity / num_interactions)`` per item: its share of the training pairs.
 
         The ``log q`` of :meth:`in_batch`'s items, for any items (e.g. to
         correct a mixture of shared and in-batch candidates, see the docs
         page "Softmax losses with many negatives"). ``-inf`` for an item with
-        no interactions. In torch's default float dtype.
+        no interactions. In torch's default float dtype. The counts are kept
+        for the items with interactions only, so their memory grows with the
+        index, not with the catalogue.
+
+        Args:
+            items: Integer item ids of any shape, on the index's device.
+
+        Returns:
+            A float tensor of the shape of ``items``.
+
+        Raises:
+            TypeError: If ``items`` does not hold integer ids.
+            ValueError: If ``items`` is on another device than the index, or
+                (with ``validate``) holds an out-of-range id.
 
         Example:
             >>> index = PositiveIndex.from_pairs([0, 1, 1], [2, 2, 0], num_items=3)
             >>> SharedNegativeSampler(index, 1).in_batch_log_prob(torch.tensor([2, 0])).exp()
             tensor([0.6667, 0.3333])
         """
-        popularity = self.index._derived.get("popularity")
-        if popularity is None or popularity.device != self.index.device:
-            counts = torch.bincount(self.index.indices.long(), minlength=self.index.num_items)
-            popularity = counts.to(torch.float64)
-            self.index._derived["popularity"] = popularity
+        items_t = as_index_tensor("items", items)
+        if items_t.device != self.index.device:
+            raise ValueError(
+                f"items are on {items_t.device} but the index is on {self.index.device}"
+            )
+        if self.validate:
+            check_ids_in_range("items", items_t, self.index.num_items, "item")
+        return self._in_batch_log_prob(items_t.long())
+
+    def _in_batch_log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        """Unchecked :meth:`in_batch_log_prob` of ``int64`` ids in range."""
+        popular = self.index._derived.get("item_counts")
+        if popular is None or popular[0].device != self.index.device:
+            # Not a table over the catalogue: for 2**31 - 1 items that is 16 GiB, even for an
+            # index with three interactions.
+            seen, counts = torch.unique(self.index.indices.long(), return_counts=True)
+            popular = (seen, counts.to(torch.float64))
+            self.index._derived["item_counts"] = popular
+        seen, counts = popular
+        flat = items.reshape(-1)
+        if seen.numel() == 0:
+            count = torch.zeros(flat.shape, dtype=torch.float64, device=flat.device)
+        else:
+            slot = torch.searchsorted(seen, flat).clamp_(max=seen.numel() - 1)
+            count = torch.where(
+                seen.index_select(0, slot) == flat, counts.index_select(0, slot), 0.0
+            )
         total = max(self.index.num_interactions, 1)
-        return (torch.log(popularity.index_select(0, items)) - math.log(total)).to(
-            torch.get_default_dtype()
-        )
+        return (torch.log(count) - math.log(total)).view(items.shape).to(torch.get_default_dtype())
 
     def _check_items(self, name: str, items: IdsLike) -> torch.Tensor:
         items_t = as_index_tensor(name, items)
@@ -1504,7 +1537,8 @@ def _shared_mask(index: PositiveIndex, users: torch.Tensor, items: torch.Tensor)
     """
     batch, k = users.numel(), items.numel()
     device = items.device
-    if index.num_interactions == 0 or batch == 0:
+    # With no items the CPU path's clamp(max=k - 1) would index the empty sort at -1.
+    if index.num_interactions == 0 or batch == 0 or k == 0:
         return torch.zeros((batch, k), dtype=torch.bool, device=device)
     sorted_items, order = torch.sort(items)
     starts = index.indptr.index_select(0, users).long()
