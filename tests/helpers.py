@@ -38,3 +38,15 @@ def run_with_memory_cap(setup: str, body: str, *, headroom: int) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+NARROW_ID_DTYPES = [torch.int8, torch.uint8, torch.int16, torch.uint16, torch.int32, torch.uint32]
+"""The integer dtypes narrower than ``int64`` that ids may come in."""
+
+SMALL_NARROW_ID_DTYPES = NARROW_ID_DTYPES[:4]
+"""Those whose range can be exceeded by a table that fits in a test (``2**16`` rows at most)."""
+
+
+def one_past_max(dtype: torch.dtype) -> int:
+    """The smallest size whose ids ``dtype`` cannot all compare against without wrapping."""
+    return int(torch.iinfo(dtype).max) + 1
