@@ -19,7 +19,13 @@ from scipy import stats
 
 from negsample import MFModel, PositiveIndex, SampledSoftmaxLoss, SharedNegativeSampler
 from negsample import candidates as candidates_module
-from tests.helpers import DEVICES, run_with_memory_cap
+from tests.helpers import (
+    DEVICES,
+    NARROW_ID_DTYPES,
+    SMALL_NARROW_ID_DTYPES,
+    one_past_max,
+    run_with_memory_cap,
+)
 from tests.strategies import Case, cases
 
 ALPHA = 0.001
@@ -189,6 +195,32 @@ def test_mask_with_no_items_is_b_by_0(backend: str, device: str) -> None:
     assert mask.shape == (2, 0)
     assert mask.dtype == torch.bool
     assert mask.device == users.device
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", NARROW_ID_DTYPES)
+def test_mask_and_in_batch_take_narrow_items_of_a_catalogue_past_their_max(
+    backend: str, dtype: torch.dtype
+) -> None:
+    top = torch.iinfo(dtype).max
+    index = PositiveIndex.from_dict({0: [1, top], 1: [0]}, num_items=one_past_max(dtype))
+    sampler = SharedNegativeSampler(index, 2, backend=backend)  # type: ignore[arg-type]
+    users, items = torch.tensor([0, 1]), torch.tensor([1, top], dtype=dtype)
+    expected = [[True, True], [False, False]]
+    assert sampler.mask(users, items).tolist() == expected
+    out = sampler.in_batch(users, items)
+    assert out.mask.tolist() == expected
+    torch.testing.assert_close(out.log_prob, torch.full((2,), math.log(1 / 3)))
+
+
+@pytest.mark.parametrize("dtype", SMALL_NARROW_ID_DTYPES)
+def test_shared_sampler_takes_narrow_users_of_an_index_past_their_max(dtype: torch.dtype) -> None:
+    top = torch.iinfo(dtype).max
+    index = PositiveIndex.from_dict({top: [1]}, num_users=one_past_max(dtype), num_items=3)
+    sampler = SharedNegativeSampler(index, 2)
+    users = torch.tensor([top, 0], dtype=dtype)
+    sampler.check_samplable(users)
+    assert sampler.mask(users, torch.tensor([1, 2])).tolist() == [[True, False], [False, False]]
 
 
 # ---------------------------------------------------------------------- draws and log q
