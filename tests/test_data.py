@@ -496,6 +496,20 @@ def test_submission_rejects_bad_input(tmp_path: Path) -> None:
         write_submission(path, [0], [[-2]], data)
     with pytest.raises(ValueError, match="shape"):
         write_submission(path, [0, 1], [[1]], data)
+
+
+def test_submission_refuses_an_item_twice_in_a_row(tmp_path: Path) -> None:
+    data = Interactions(np.array([0]), np.array([0]), np.array([7, 8]), np.array([3, 4, 5]))
+    path = tmp_path / "s.csv"
+    with pytest.raises(
+        ValueError,
+        match=r"must not repeat an item within a row, got item 1 twice in row 1 \(user 0\)",
+    ):
+        write_submission(path, [1, 0], [[0, 1, 2], [1, 1, 2]], data)
+    assert not path.exists()
+    # Padding is no item: it may fill the end of every row.
+    write_submission(path, [1, 0], [[2, -1, -1], [-1, -1, -1]], data)
+    assert path.read_text().splitlines() == ["UserId,ItemId", "8,5", "7,"]
     with pytest.raises(TypeError, match="interactions"):
         write_submission(path, [0], [[1]], object())  # type: ignore[arg-type]
     commas = Interactions(
