@@ -44,7 +44,7 @@ from negsample import candidates as _candidates_module
 from negsample._checks import _short, as_index_tensor, check_ids_in_range, check_int, make_generator
 from negsample._random import draw_bits, resolve_generator
 from negsample.candidates import CandidateSource, UniformCandidates, make_candidates
-from negsample.index import PositiveIndex
+from negsample.index import NO_NEGATIVE, PositiveIndex
 from negsample.typing import IdsLike
 
 __all__ = [
@@ -112,7 +112,9 @@ class NegativeSample:
             ``no_grad`` during sampling), or ``None`` for a sampler that does not score;
             NaN where ``items`` is :data:`~negsample.NO_NEGATIVE`.
         duplicate_fraction: 0-dim float tensor, the fraction of this call's
-            candidates that repeat an earlier candidate of the same row.
+            candidates that repeat an earlier candidate of the same row, over
+            the candidates that are items (:data:`~negsample.NO_NEGATIVE`
+            slots left out).
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [0]}, num_items=4)
@@ -132,17 +134,25 @@ class NegativeSample:
 
     @property
     def hard_score_mean(self) -> torch.Tensor:
-        """Mean score of the hard negatives (0-dim; NaN without scores or hard part)."""
+        """Mean score of the hard negatives (0-dim; NaN without scores or hard part).
+
+        :data:`~negsample.NO_NEGATIVE` slots are left out, as they hold no score.
+        """
         return self._mean_score(self.is_hard)
 
     @property
     def random_score_mean(self) -> torch.Tensor:
-        """Mean score of the random negatives (0-dim; NaN without scores or random part)."""
+        """Mean score of the random negatives (0-dim; NaN without scores or random part).
+
+        :data:`~negsample.NO_NEGATIVE` slots are left out, as they hold no score.
+        """
         return self._mean_score(~self.is_hard)
 
     def _mean_score(self, mask: torch.Tensor) -> torch.Tensor:
         if self.scores is None:
             return torch.tensor(math.nan, device=self.items.device)
+        # A NaN score of a slot without a negative would make the whole mean NaN.
+        mask = mask & (self.items != NO_NEGATIVE)
         total = torch.where(mask, self.scores.to(torch.float64), 0.0).sum()
         return (total / mask.sum()).to(self.scores.dtype)
 
@@ -717,12 +727,17 @@ def _check_temperature(temperature: Any) -> float:
 
 
 def _duplicate_fraction(items: torch.Tensor) -> torch.Tensor:
-    """Fraction of entries equal to an earlier entry of their row (0-dim ``float32``)."""
+    """Fraction of items equal to an earlier item of their row (0-dim, default float dtype).
+
+    :data:`~negsample.NO_NEGATIVE` entries are no items: a row of them is not
+    ``M - 1`` repeats, and they are left out of the count too.
+    """
     if items.numel() == 0:
         return torch.zeros((), device=items.device)
     ordered = items.sort(dim=1).values
-    repeats = (ordered[:, 1:] == ordered[:, :-1]).sum()
-    return repeats.to(torch.get_default_dtype()) / items.numel()
+    repeats = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] != NO_NEGATIVE)).sum()
+    count = (items != NO_NEGATIVE).sum().clamp(min=1)
+    return repeats.to(torch.get_default_dtype()) / count
 
 
 # ---------------------------------------------------------------------- the two implementations
@@ -1025,7 +1040,7 @@ def _hard_reference(
         if temperature is not None and draws.selection_bits is not None
         else [[0.0] * num_candidates] * users.numel()
     )
-    rows, scores_out, log_probs, repeats = [], [], [], 0
+    rows, scores_out, log_probs, repeats, drawn = [], [], [], 0, 0
     for user, candidate_bits, slot_keys, gumbel in zip(
         users.tolist(),
         draws.candidate_bits.tolist(),
@@ -1035,7 +1050,9 @@ def _hard_reference(
     ):
         # 1. candidates from the user's complement
         candidates = source.reference_draw(user, candidate_bits)
-        repeats += len(candidates) - len(set(candidates))
+        items_drawn = [c for c in candidates if c != NO_NEGATIVE]
+        repeats += len(items_drawn) - len(set(items_drawn))
+        drawn += len(items_drawn)
         # 2. score them
         items = torch.tensor(candidates, device=users.device)
         score_t = _score(scorer, torch.full_like(items, user), _scorable(items), validate)
@@ -1067,7 +1084,7 @@ def _hard_reference(
         ),
         is_hard=(torch.arange(width, device=device) < num_hard).expand(items_t.shape),
         scores=torch.stack(scores_out) if scores_out else None,
-        duplicate_fraction=torch.tensor(repeats / max(1, users.numel() * num_candidates)),
+        duplicate_fraction=torch.tensor(repeats / max(1, drawn)),
     )
 
 
