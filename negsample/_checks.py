@@ -18,6 +18,8 @@ import torch
 _INTEGER_DTYPES = frozenset(
     {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.uint16, torch.uint32}
 )
+# Integer dtypes torch has no comparison kernels for ("lt_cpu" not implemented for 'UInt16').
+_UNCOMPARABLE_DTYPES = frozenset({torch.uint16, torch.uint32})
 
 
 def _short(value: Any) -> str:
@@ -93,10 +95,26 @@ def _check_fits_int64(name: str, array: np.ndarray) -> None:
 
 
 def check_ids_in_range(name: str, ids: torch.Tensor, upper: int, what: str) -> None:
-    """Raise ``ValueError`` unless every id is in ``[0, upper)`` (reads values: synchronises)."""
+    """Raise ``ValueError`` unless every id is in ``[0, upper)`` (reads values: synchronises).
+
+    Ids of any integer dtype are checked against any ``upper``: a bound the
+    dtype cannot hold is not compared in that dtype (where it would wrap), and
+    ``uint16`` / ``uint32`` ids, which torch cannot compare, are widened first.
+    """
     if ids.numel() == 0:
         return
-    bad = (ids < 0) | (ids >= upper)
+    if ids.dtype in _UNCOMPARABLE_DTYPES:
+        ids = ids.long()
+    info = torch.iinfo(ids.dtype)
+    can_be_negative, can_reach_upper = info.min < 0, info.max >= upper
+    if not (can_be_negative or can_reach_upper):
+        return
+    if can_be_negative and can_reach_upper:
+        bad = (ids < 0) | (ids >= upper)
+    elif can_be_negative:
+        bad = ids < 0
+    else:
+        bad = ids >= upper
     if bool(bad.any()):
         first = ids[bad][0].item()
         count = int(bad.sum())

@@ -145,14 +145,23 @@ def _check_ranked(top: torch.Tensor, num_items: int) -> None:
         raise ValueError(
             f"ranked must hold item ids in [0, {num_items}) or -1 (padding), got {int(top[bad][0])}"
         )
-    ordered = top.sort(dim=1).values
-    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
-    if bool(repeated.any()):
-        row, col = repeated.nonzero()[0].tolist()
+    repeat = _first_repeat(top)
+    if repeat is not None:
+        row, item = repeat
         raise ValueError(
             f"ranked must not repeat an item within the top k of a row: row {row} "
-            f"holds item {int(ordered[row, col])} twice"
+            f"holds item {item} twice"
         )
+
+
+def _first_repeat(top: torch.Tensor) -> tuple[int, int] | None:
+    """``(row, item)`` of the first item that a row of ``top`` holds twice (``-1`` aside)."""
+    ordered = top.sort(dim=1).values
+    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if not bool(repeated.any()):
+        return None
+    row, col = repeated.nonzero()[0].tolist()
+    return row, int(ordered[row, col])
 
 
 def recall_at_k(
@@ -421,8 +430,9 @@ def evaluate(
 
     * ``model.recommend(users, k, exclude=train_index)``, used when the model
       has it (:meth:`~negsample.MFModel.recommend` does), must return a ``(B, k)``
-      integer tensor of item ids, best first, never an item of ``exclude``, with
-      ``-1`` padding at the end of a row that runs out of items;
+      integer tensor of item ids, best first, never an item of ``exclude`` nor
+      the same item twice in a row, with ``-1`` padding at the end of a row that
+      runs out of items;
     * otherwise ``model.score_all(users)`` must return a floating
       ``(B, num_items)`` tensor whose column ``i`` scores item ``i``, without
       NaN; ``evaluate`` masks the training positives and ranks the rest itself.
@@ -469,7 +479,7 @@ def evaluate(
             ``batch_size`` is out of range, a user is out of range or has no
             test item, there is no user to evaluate, ``train_index`` has no row
             for a user, or the model returns the wrong shape, another device, an
-            item id out of range or NaN scores.
+            item id out of range, an item twice for a user or NaN scores.
 
     Example:
         >>> from negsample import MFModel, PositiveIndex
@@ -537,15 +547,25 @@ def _rank(
     """Each user's top ``k`` items without its training positives, ``-1`` padded."""
     recommend = getattr(model, "recommend", None)
     if callable(recommend):
-        ranked: torch.Tensor = recommend(batch, k, exclude=train)
-        _check_output("recommend", ranked, (batch.numel(), k), device, floating=False)
+        returned: torch.Tensor = recommend(batch, k, exclude=train)
+        _check_output("recommend", returned, (batch.numel(), k), device, floating=False)
+        # Compared in int64: in a narrower dtype num_items could wrap (2**15 in int16).
+        ranked = returned.long()
         bad = (ranked < -1) | (ranked >= train.num_items)
         if bool(bad.any()):
             raise ValueError(
                 f"model.recommend must return item ids in [0, {train.num_items}) or -1, "
                 f"got {int(ranked[bad][0])}"
             )
-        return ranked.long()
+        # A repeated item would count as a hit twice (recall@2 of 2.0).
+        repeat = _first_repeat(ranked)
+        if repeat is not None:
+            row, item = repeat
+            raise ValueError(
+                f"model.recommend must not return an item twice for a user, got item {item} "
+                f"twice for user {int(batch[row])}"
+            )
+        return ranked
     scores: torch.Tensor = model.score_all(batch)
     _check_output("score_all", scores, (batch.numel(), train.num_items), device, floating=True)
     check_no_nan(scores, batch, "model.score_all scores")

@@ -44,7 +44,7 @@ from negsample import candidates as _candidates_module
 from negsample._checks import _short, as_index_tensor, check_ids_in_range, check_int, make_generator
 from negsample._random import draw_bits, resolve_generator
 from negsample.candidates import CandidateSource, UniformCandidates, make_candidates
-from negsample.index import PositiveIndex
+from negsample.index import NO_NEGATIVE, PositiveIndex
 from negsample.typing import IdsLike
 
 __all__ = [
@@ -112,7 +112,9 @@ class NegativeSample:
             ``no_grad`` during sampling), or ``None`` for a sampler that does not score;
             NaN where ``items`` is :data:`~negsample.NO_NEGATIVE`.
         duplicate_fraction: 0-dim float tensor, the fraction of this call's
-            candidates that repeat an earlier candidate of the same row.
+            candidates that repeat an earlier candidate of the same row, over
+            the candidates that are items (:data:`~negsample.NO_NEGATIVE`
+            slots left out).
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [0]}, num_items=4)
@@ -132,17 +134,25 @@ class NegativeSample:
 
     @property
     def hard_score_mean(self) -> torch.Tensor:
-        """Mean score of the hard negatives (0-dim; NaN without scores or hard part)."""
+        """Mean score of the hard negatives (0-dim; NaN without scores or hard part).
+
+        :data:`~negsample.NO_NEGATIVE` slots are left out, as they hold no score.
+        """
         return self._mean_score(self.is_hard)
 
     @property
     def random_score_mean(self) -> torch.Tensor:
-        """Mean score of the random negatives (0-dim; NaN without scores or random part)."""
+        """Mean score of the random negatives (0-dim; NaN without scores or random part).
+
+        :data:`~negsample.NO_NEGATIVE` slots are left out, as they hold no score.
+        """
         return self._mean_score(~self.is_hard)
 
     def _mean_score(self, mask: torch.Tensor) -> torch.Tensor:
         if self.scores is None:
             return torch.tensor(math.nan, device=self.items.device)
+        # A NaN score of a slot without a negative would make the whole mean NaN.
+        mask = mask & (self.items != NO_NEGATIVE)
         total = torch.where(mask, self.scores.to(torch.float64), 0.0).sum()
         return (total / mask.sum()).to(self.scores.dtype)
 
@@ -717,12 +727,17 @@ def _check_temperature(temperature: Any) -> float:
 
 
 def _duplicate_fraction(items: torch.Tensor) -> torch.Tensor:
-    """Fraction of entries equal to an earlier entry of their row (0-dim ``float32``)."""
+    """Fraction of items equal to an earlier item of their row (0-dim, default float dtype).
+
+    :data:`~negsample.NO_NEGATIVE` entries are no items: a row of them is not
+    ``M - 1`` repeats, and they are left out of the count too.
+    """
     if items.numel() == 0:
         return torch.zeros((), device=items.device)
     ordered = items.sort(dim=1).values
-    repeats = (ordered[:, 1:] == ordered[:, :-1]).sum()
-    return repeats.to(torch.get_default_dtype()) / items.numel()
+    repeats = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] != NO_NEGATIVE)).sum()
+    count = (items != NO_NEGATIVE).sum().clamp(min=1)
+    return repeats.to(torch.get_default_dtype()) / count
 
 
 # ---------------------------------------------------------------------- the two implementations
@@ -1025,7 +1040,7 @@ def _hard_reference(
         if temperature is not None and draws.selection_bits is not None
         else [[0.0] * num_candidates] * users.numel()
     )
-    rows, scores_out, log_probs, repeats = [], [], [], 0
+    rows, scores_out, log_probs, repeats, drawn = [], [], [], 0, 0
     for user, candidate_bits, slot_keys, gumbel in zip(
         users.tolist(),
         draws.candidate_bits.tolist(),
@@ -1035,7 +1050,9 @@ def _hard_reference(
     ):
         # 1. candidates from the user's complement
         candidates = source.reference_draw(user, candidate_bits)
-        repeats += len(candidates) - len(set(candidates))
+        items_drawn = [c for c in candidates if c != NO_NEGATIVE]
+        repeats += len(items_drawn) - len(set(items_drawn))
+        drawn += len(items_drawn)
         # 2. score them
         items = torch.tensor(candidates, device=users.device)
         score_t = _score(scorer, torch.full_like(items, user), _scorable(items), validate)
@@ -1067,7 +1084,7 @@ def _hard_reference(
         ),
         is_hard=(torch.arange(width, device=device) < num_hard).expand(items_t.shape),
         scores=torch.stack(scores_out) if scores_out else None,
-        duplicate_fraction=torch.tensor(repeats / max(1, users.numel() * num_candidates)),
+        duplicate_fraction=torch.tensor(repeats / max(1, drawn)),
     )
 
 
@@ -1430,31 +1447,64 @@ class SharedNegativeSampler(_BaseSampler):
                 f"{users_t.numel()} users"
             )
         return SharedNegatives(
-            items_t, self._mask(users_t, items_t), self.in_batch_log_prob(items_t)
+            items_t, self._mask(users_t, items_t), self._in_batch_log_prob(items_t)
         )
 
-    def in_batch_log_prob(self, items: torch.Tensor) -> torch.Tensor:
+    def in_batch_log_prob(self, items: IdsLike) -> torch.Tensor:
         """``log(popularity / num_interactions)`` per item: its share of the training pairs.
 
         The ``log q`` of :meth:`in_batch`'s items, for any items (e.g. to
         correct a mixture of shared and in-batch candidates, see the docs
         page "Softmax losses with many negatives"). ``-inf`` for an item with
-        no interactions. In torch's default float dtype.
+        no interactions. In torch's default float dtype. The counts are kept
+        for the items with interactions only, so their memory grows with the
+        index, not with the catalogue.
+
+        Args:
+            items: Integer item ids of any shape, on the index's device.
+
+        Returns:
+            A float tensor of the shape of ``items``.
+
+        Raises:
+            TypeError: If ``items`` does not hold integer ids.
+            ValueError: If ``items`` is on another device than the index, or
+                (with ``validate``) holds an out-of-range id.
 
         Example:
             >>> index = PositiveIndex.from_pairs([0, 1, 1], [2, 2, 0], num_items=3)
             >>> SharedNegativeSampler(index, 1).in_batch_log_prob(torch.tensor([2, 0])).exp()
             tensor([0.6667, 0.3333])
         """
-        popularity = self.index._derived.get("popularity")
-        if popularity is None or popularity.device != self.index.device:
-            counts = torch.bincount(self.index.indices.long(), minlength=self.index.num_items)
-            popularity = counts.to(torch.float64)
-            self.index._derived["popularity"] = popularity
+        items_t = as_index_tensor("items", items)
+        if items_t.device != self.index.device:
+            raise ValueError(
+                f"items are on {items_t.device} but the index is on {self.index.device}"
+            )
+        if self.validate:
+            check_ids_in_range("items", items_t, self.index.num_items, "item")
+        return self._in_batch_log_prob(items_t.long())
+
+    def _in_batch_log_prob(self, items: torch.Tensor) -> torch.Tensor:
+        """Unchecked :meth:`in_batch_log_prob` of ``int64`` ids in range."""
+        popular = self.index._derived.get("item_counts")
+        if popular is None or popular[0].device != self.index.device:
+            # Not a table over the catalogue: for 2**31 - 1 items that is 16 GiB, even for an
+            # index with three interactions.
+            seen, counts = torch.unique(self.index.indices.long(), return_counts=True)
+            popular = (seen, counts.to(torch.float64))
+            self.index._derived["item_counts"] = popular
+        seen, counts = popular
+        flat = items.reshape(-1)
+        if seen.numel() == 0:
+            count = torch.zeros(flat.shape, dtype=torch.float64, device=flat.device)
+        else:
+            slot = torch.searchsorted(seen, flat).clamp_(max=seen.numel() - 1)
+            count = torch.where(
+                seen.index_select(0, slot) == flat, counts.index_select(0, slot), 0.0
+            )
         total = max(self.index.num_interactions, 1)
-        return (torch.log(popularity.index_select(0, items)) - math.log(total)).to(
-            torch.get_default_dtype()
-        )
+        return (torch.log(count) - math.log(total)).view(items.shape).to(torch.get_default_dtype())
 
     def _check_items(self, name: str, items: IdsLike) -> torch.Tensor:
         items_t = as_index_tensor(name, items)
@@ -1504,7 +1554,8 @@ def _shared_mask(index: PositiveIndex, users: torch.Tensor, items: torch.Tensor)
     """
     batch, k = users.numel(), items.numel()
     device = items.device
-    if index.num_interactions == 0 or batch == 0:
+    # With no items the CPU path's clamp(max=k - 1) would index the empty sort at -1.
+    if index.num_interactions == 0 or batch == 0 or k == 0:
         return torch.zeros((batch, k), dtype=torch.bool, device=device)
     sorted_items, order = torch.sort(items)
     starts = index.indptr.index_select(0, users).long()

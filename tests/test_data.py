@@ -164,6 +164,20 @@ def test_csv_loads_rows_empty_lists_and_quoted_lists(tmp_path: Path) -> None:
     assert rows(data.to_index()) == [[], [0, 2], [0, 1]]
 
 
+def test_csv_reads_quoted_fields_as_csv_does(tmp_path: Path) -> None:
+    # A quoted user id is the id, not the id in quotes: the mixed file keeps int ids.
+    text = 'UserId,ItemId\n"5","30 10"\n7,10\n"9",\n 11 , "30" \n'
+    data = load_competition_csv(write(tmp_path, "train.csv", text))
+    assert data.user_ids.tolist() == [5, 7, 9, 11]
+    assert raw_pairs(data) == [(5, 30), (5, 10), (7, 10), (11, 30)]
+    quoted_header = write(tmp_path, "quoted.csv", '"UserId","ItemId"\n"a",b\n')
+    assert raw_pairs(load_competition_csv(quoted_header)) == [("a", "b")]
+    # So what it reads can be written back.
+    path = tmp_path / "submission.csv"
+    write_submission(path, [0, 3], [[0, 1], [1, -1]], data)
+    assert path.read_text().splitlines() == ["UserId,ItemId", "5,10 30", "11,30"]
+
+
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
@@ -174,6 +188,10 @@ def test_csv_loads_rows_empty_lists_and_quoted_lists(tmp_path: Path) -> None:
         ("UserId,ItemId\n0,1 2\n\n1,2,3\n", 4, "several"),
         ("UserId,ItemId\n ,1 2\n", 2, "user id"),
         ("UserId,ItemId\n0 1,2\n", 2, "user id"),
+        ('UserId,ItemId\n0,1\n5,"30 10\n', 3, "not a valid CSV row"),
+        ('UserId,ItemId\n"5" x,30\n', 2, "not a valid CSV row"),
+        ('UserId,ItemId\n5,"30,10"\n', 2, "comma or a quote"),
+        ('UserId,ItemId\n"a""b",1\n', 2, "comma or a quote"),
     ],
 )
 def test_csv_malformed_input_names_file_and_line(
@@ -478,6 +496,20 @@ def test_submission_rejects_bad_input(tmp_path: Path) -> None:
         write_submission(path, [0], [[-2]], data)
     with pytest.raises(ValueError, match="shape"):
         write_submission(path, [0, 1], [[1]], data)
+
+
+def test_submission_refuses_an_item_twice_in_a_row(tmp_path: Path) -> None:
+    data = Interactions(np.array([0]), np.array([0]), np.array([7, 8]), np.array([3, 4, 5]))
+    path = tmp_path / "s.csv"
+    with pytest.raises(
+        ValueError,
+        match=r"must not repeat an item within a row, got item 1 twice in row 1 \(user 0\)",
+    ):
+        write_submission(path, [1, 0], [[0, 1, 2], [1, 1, 2]], data)
+    assert not path.exists()
+    # Padding is no item: it may fill the end of every row.
+    write_submission(path, [1, 0], [[2, -1, -1], [-1, -1, -1]], data)
+    assert path.read_text().splitlines() == ["UserId,ItemId", "8,5", "7,"]
     with pytest.raises(TypeError, match="interactions"):
         write_submission(path, [0], [[1]], object())  # type: ignore[arg-type]
     commas = Interactions(

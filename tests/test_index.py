@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import negsample.index as index_module
 from negsample import NO_NEGATIVE, EmptyComplementError, PositiveIndex, UniformSampler
 from negsample.index import _count_at_most, _drop_repeats, _id_array
-from tests.helpers import DEVICES
+from tests.helpers import DEVICES, NARROW_ID_DTYPES, SMALL_NARROW_ID_DTYPES, one_past_max
 from tests.strategies import Case, cases
 
 
@@ -169,6 +169,26 @@ def test_positives_and_repr() -> None:
     assert index.nbytes == 3 * 4 + 2 * 1 + 2 * 1  # int32 indptr, int8 items, int8 keys
     with pytest.raises(ValueError, match=r"user must be a user id in \[0, 2\), got 2"):
         index.positives(2)
+
+
+@pytest.mark.parametrize("dtype", NARROW_ID_DTYPES)
+def test_contains_takes_narrow_items_of_a_catalogue_past_their_max(dtype: torch.dtype) -> None:
+    top = torch.iinfo(dtype).max
+    index = PositiveIndex.from_dict({0: [1, top]}, num_items=one_past_max(dtype))
+    items = torch.tensor([1, 0, top], dtype=dtype)
+    assert index.contains(torch.tensor([0]), items).tolist() == [True, False, True]
+    assert index.contains(torch.tensor([0]), items, validate=False).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("dtype", SMALL_NARROW_ID_DTYPES)
+def test_degree_takes_narrow_users_of_an_index_past_their_max(dtype: torch.dtype) -> None:
+    # int32 / uint32 users past their max need 2**31 row pointers (16 GiB): the
+    # shared check they go through is tested for them in test_checks.py.
+    top = torch.iinfo(dtype).max
+    index = PositiveIndex.from_dict({0: [1], top: [0, 1]}, num_users=one_past_max(dtype))
+    users = torch.tensor([top, 0, 1], dtype=dtype)
+    assert index.degree(users).tolist() == [2, 1, 0]
+    assert index.contains(users, torch.tensor([0, 0, 0])).tolist() == [True, False, False]
 
 
 # ---------------------------------------------------------------------- layout and scale

@@ -21,7 +21,7 @@ from negsample.metrics import (
     precision_at_k,
     recall_at_k,
 )
-from tests.helpers import DEVICES
+from tests.helpers import DEVICES, SMALL_NARROW_ID_DTYPES, one_past_max
 
 METRICS: dict[str, Callable[..., torch.Tensor]] = {
     "recall": recall_at_k,
@@ -262,13 +262,14 @@ class TableModel:
 class FixedRanking:
     """A duck-typed model with only ``recommend``: hands back a given ranking per user."""
 
-    def __init__(self, rows: dict[int, list[int]]) -> None:
+    def __init__(self, rows: dict[int, list[int]], dtype: torch.dtype | None = None) -> None:
         self.rows = rows
+        self.dtype = dtype
         self.calls: list[tuple[list[int], int, PositiveIndex]] = []
 
     def recommend(self, users: torch.Tensor, k: int, exclude: PositiveIndex) -> torch.Tensor:
         self.calls.append((users.tolist(), k, exclude))
-        return torch.tensor([self.rows[user][:k] for user in users.tolist()])
+        return torch.tensor([self.rows[user][:k] for user in users.tolist()], dtype=self.dtype)
 
 
 PATHS = ["recommend", "score_all"]
@@ -377,6 +378,29 @@ def test_evaluate_uses_recommend_when_the_model_has_it() -> None:
     users, k, exclude = model.calls[0]
     assert (users, k) == ([0], 5)
     assert exclude is train
+
+
+def test_evaluate_refuses_an_item_recommended_twice_for_a_user() -> None:
+    # Counted twice it would give recall@2 = map@2 = 2.0 for one test item.
+    train = PositiveIndex.from_dict({0: [0], 1: [0]}, num_items=4)
+    test = PositiveIndex.from_dict({0: [1], 1: [2]}, num_items=4)
+    with pytest.raises(
+        ValueError, match="must not return an item twice for a user, got item 1 twice for user 1"
+    ):
+        evaluate(FixedRanking({0: [2, 1], 1: [1, 1]}), train, test, ks=2)
+    # Padding is not an item: it may fill the end of a row.
+    result = evaluate(FixedRanking({0: [1, -1, -1], 1: [3, -1, -1]}), train, test, ks=3)
+    assert result == pytest.approx({"recall@3": 0.5, "ndcg@3": 0.5, "map@3": 0.5}, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", SMALL_NARROW_ID_DTYPES)
+def test_evaluate_takes_narrow_ids_from_recommend_past_their_max(dtype: torch.dtype) -> None:
+    top = torch.iinfo(dtype).max
+    num_items = one_past_max(dtype)
+    train = PositiveIndex.from_dict({0: [0]}, num_items=num_items)
+    test = PositiveIndex.from_dict({0: [top]}, num_items=num_items)
+    result = evaluate(FixedRanking({0: [1, top]}, dtype=dtype), train, test, ks=2, metrics="recall")
+    assert result == {"recall@2": 1.0}
 
 
 @pytest.mark.parametrize("path", PATHS)

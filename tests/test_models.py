@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import negsample.models
 from negsample import HardNegativeSampler, PositiveIndex
 from negsample.models import MFModel
-from tests.helpers import DEVICES
+from tests.helpers import DEVICES, SMALL_NARROW_ID_DTYPES, one_past_max
 from tests.strategies import Case, cases
 
 
@@ -278,6 +278,21 @@ def test_ids_on_another_device() -> None:
     model = small_model()
     with pytest.raises(ValueError, match="users are on cuda:0 but the model is on cpu"):
         model(torch.tensor([0], device="cuda"), torch.tensor([1]))
+
+
+@pytest.mark.parametrize("dtype", SMALL_NARROW_ID_DTYPES)
+def test_forward_takes_narrow_ids_of_a_model_past_their_max(dtype: torch.dtype) -> None:
+    # 2**31 rows for int32 ids would be an 8 GiB table: those go through the same
+    # check, tested for every dtype in test_checks.py.
+    top = torch.iinfo(dtype).max
+    size = one_past_max(dtype)
+    model = MFModel(size, size, dim=2)
+    ids = torch.tensor([top, 0, 1])
+    expected = model(ids, ids.flip(0))
+    torch.testing.assert_close(model(ids.to(dtype), ids.flip(0).to(dtype)), expected)
+    torch.testing.assert_close(
+        model.score_all(ids.to(dtype))[:, top], model(ids, ids.new_full((3,), top))
+    )
 
 
 # ---------------------------------------------------------------------- recommend

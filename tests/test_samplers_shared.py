@@ -19,7 +19,13 @@ from scipy import stats
 
 from negsample import MFModel, PositiveIndex, SampledSoftmaxLoss, SharedNegativeSampler
 from negsample import candidates as candidates_module
-from tests.helpers import DEVICES
+from tests.helpers import (
+    DEVICES,
+    NARROW_ID_DTYPES,
+    SMALL_NARROW_ID_DTYPES,
+    one_past_max,
+    run_with_memory_cap,
+)
 from tests.strategies import Case, cases
 
 ALPHA = 0.001
@@ -139,6 +145,82 @@ def test_in_batch_log_prob_is_the_share_of_training_pairs() -> None:
     share = {0: 2 / 6, 1: 3 / 6, 2: 1 / 6}
     expected = torch.tensor([math.log(share[i]) for i in (1, 2, 0)])
     torch.testing.assert_close(out.log_prob, expected)
+
+
+def test_in_batch_log_prob_takes_any_integer_ids_and_checks_them() -> None:
+    index = PositiveIndex.from_pairs([0, 1, 1], [2, 2, 0], num_items=3)
+    sampler = SharedNegativeSampler(index, 1)
+    expected = torch.tensor([[math.log(2 / 3)], [math.log(1 / 3)], [-math.inf]])
+    for dtype in (torch.int64, torch.int16, torch.uint8, torch.uint16):
+        items = torch.tensor([[2], [0], [1]], dtype=dtype)
+        torch.testing.assert_close(sampler.in_batch_log_prob(items), expected)
+    with pytest.raises(ValueError, match=r"items must be item ids in \[0, 3\), got 3"):
+        sampler.in_batch_log_prob(torch.tensor([3]))
+
+
+def test_in_batch_log_prob_of_an_index_without_interactions_is_minus_inf() -> None:
+    sampler = SharedNegativeSampler(PositiveIndex.from_dict({0: []}, num_items=3), 1)
+    log_prob = sampler.in_batch_log_prob(torch.tensor([0, 2]))
+    assert torch.equal(log_prob, torch.full((2,), -math.inf))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_in_batch_memory_grows_with_the_index_not_the_catalogue(backend: str) -> None:
+    # A table over 2**31 - 1 items is 16 GiB; the three interactions need bytes. The child
+    # may allocate 1 GiB past its size once the index is built (before the fix: killed).
+    setup = f"""
+        import math, torch
+        from negsample import PositiveIndex, SharedNegativeSampler
+        index = PositiveIndex.from_pairs([0, 0, 1], [5, 2**31 - 2, 5], num_items=2**31 - 1)
+        sampler = SharedNegativeSampler(index, 4, backend={backend!r})
+        """
+    body = """
+        out = sampler.in_batch(torch.tensor([0, 1, 0]), torch.tensor([5, 5, 2**31 - 2]))
+        assert out.mask.tolist() == [[True, True, True], [True, True, False], [True, True, True]]
+        expected = torch.tensor([math.log(2 / 3), math.log(2 / 3), math.log(1 / 3)])
+        torch.testing.assert_close(out.log_prob, expected)
+        torch.testing.assert_close(sampler.in_batch_log_prob(torch.tensor([7])), torch.tensor([-math.inf]))
+        assert sampler.sample(torch.tensor([0, 1])).mask.shape == (2, 4)
+        """
+    run_with_memory_cap(setup, body, headroom=2**30)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mask_with_no_items_is_b_by_0(backend: str, device: str) -> None:
+    index = PositiveIndex.from_dict({0: [1], 1: [0, 2]}, num_items=3).to(device)
+    sampler = SharedNegativeSampler(index, 1, backend=backend)  # type: ignore[arg-type]
+    users = torch.tensor([0, 1], device=device)
+    mask = sampler.mask(users, torch.empty(0, dtype=torch.int64, device=device))
+    assert mask.shape == (2, 0)
+    assert mask.dtype == torch.bool
+    assert mask.device == users.device
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", NARROW_ID_DTYPES)
+def test_mask_and_in_batch_take_narrow_items_of_a_catalogue_past_their_max(
+    backend: str, dtype: torch.dtype
+) -> None:
+    top = torch.iinfo(dtype).max
+    index = PositiveIndex.from_dict({0: [1, top], 1: [0]}, num_items=one_past_max(dtype))
+    sampler = SharedNegativeSampler(index, 2, backend=backend)  # type: ignore[arg-type]
+    users, items = torch.tensor([0, 1]), torch.tensor([1, top], dtype=dtype)
+    expected = [[True, True], [False, False]]
+    assert sampler.mask(users, items).tolist() == expected
+    out = sampler.in_batch(users, items)
+    assert out.mask.tolist() == expected
+    torch.testing.assert_close(out.log_prob, torch.full((2,), math.log(1 / 3)))
+
+
+@pytest.mark.parametrize("dtype", SMALL_NARROW_ID_DTYPES)
+def test_shared_sampler_takes_narrow_users_of_an_index_past_their_max(dtype: torch.dtype) -> None:
+    top = torch.iinfo(dtype).max
+    index = PositiveIndex.from_dict({top: [1]}, num_users=one_past_max(dtype), num_items=3)
+    sampler = SharedNegativeSampler(index, 2)
+    users = torch.tensor([top, 0], dtype=dtype)
+    sampler.check_samplable(users)
+    assert sampler.mask(users, torch.tensor([1, 2])).tolist() == [[True, False], [False, False]]
 
 
 # ---------------------------------------------------------------------- draws and log q

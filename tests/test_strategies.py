@@ -17,7 +17,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import negsample.candidates as candidates_module
-from negsample import EmptyComplementError, HardNegativeSampler, PositiveIndex, UniformSampler
+from negsample import (
+    NO_NEGATIVE,
+    EmptyComplementError,
+    HardNegativeSampler,
+    PositiveIndex,
+    UniformSampler,
+)
 from negsample.candidates import (
     PopularityCandidates,
     UniformCandidates,
@@ -439,6 +445,33 @@ def test_duplicate_fraction_counts_repeated_candidates_per_row() -> None:
             return_info=True,
         )
         assert float(info.duplicate_fraction) == pytest.approx(2 / 8)
+
+
+def test_summaries_leave_out_the_slots_of_a_user_without_negatives() -> None:
+    # User 1 has every item: unvalidated, its row is NO_NEGATIVE with NaN scores. Row 0 is
+    # as above (candidates 1, 1, 2, 1): hard 2, random 1, two repeats in four candidates.
+    index = PositiveIndex.from_dict({0: [0], 1: [0, 1, 2, 3, 4]}, num_items=5)
+    draws = HardDraws(torch.tensor([[1, 1, 2, 1], [1, 2, 3, 4]]), torch.tensor([[1, 0, 2, 3]] * 2))
+    for backend in BACKENDS:
+        info = hard_negatives(
+            index,
+            torch.tensor([0, 1]),
+            lambda u, i: i.float(),
+            draws,
+            num_hard=1,
+            num_random=1,
+            backend=backend,  # type: ignore[arg-type]
+            validate=False,
+            return_info=True,
+        )
+        assert info.items.tolist() == [[2, 1], [NO_NEGATIVE, NO_NEGATIVE]]
+        assert float(info.hard_score_mean) == 2.0
+        assert float(info.random_score_mean) == 1.0
+        assert float(info.duplicate_fraction) == pytest.approx(2 / 4)
+    # Every row without negatives: no items, so no repeats (and no mean).
+    info = UniformSampler(index, 3, validate=False, generator=0).sample([1, 1], return_info=True)
+    assert float(info.duplicate_fraction) == 0.0
+    assert math.isnan(float(info.hard_score_mean))
 
 
 def test_uniform_sampler_info_has_log_probs_and_no_scores() -> None:

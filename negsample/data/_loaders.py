@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import numbers
 import os
@@ -115,8 +116,9 @@ def load_competition_csv(
     r"""Load the competition CSV: header ``UserId,ItemId``, then ``user,item item ...`` rows.
 
     One row per user: the user id, a comma, and a space-separated (possibly
-    empty) list of item ids, optionally in double quotes. A user on several rows
-    gets all of their items. This is the format :func:`write_submission` writes.
+    empty) list of item ids. Either field may be in double quotes, read as CSV
+    reads them (``"5","30 10"`` is user ``5``). A user on several rows gets all
+    of their items. This is the format :func:`write_submission` writes.
 
     Args:
         path: The CSV file.
@@ -128,8 +130,10 @@ def load_competition_csv(
         The pairs, in file order.
 
     Raises:
-        ValueError: On a bad header, a row without a comma or with several, an
-            empty user id, or (``unknown="error"``) an id not in ``like``.
+        ValueError: On a bad header, a row that is not valid CSV (a stray
+            quote), has no comma or several outside quotes, an empty user id, an
+            id holding a comma or quote, or (``unknown="error"``) an id not in
+            ``like``.
 
     Example:
         >>> import pathlib, tempfile
@@ -142,7 +146,8 @@ def load_competition_csv(
     """
     _check_common(like, unknown)
     name, lines = _read_lines(path)
-    if not lines or lines[0] != _CSV_HEADER:
+    header = next(csv.reader(lines[:1]), None)
+    if header != _CSV_HEADER.split(","):
         raise _line_error(
             name, 1, lines[0] if lines else "", f"the header must be exactly {_CSV_HEADER!r}"
         )
@@ -153,20 +158,24 @@ def load_competition_csv(
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        user, comma, rest = line.partition(",")
-        if not comma:
+        # Fields as CSV reads them: either may be quoted ("5","30 10"), and a quote is not
+        # part of an id.
+        try:
+            fields = next(csv.reader([line.strip()], skipinitialspace=True, strict=True))
+        except csv.Error as err:
+            raise _line_error(name, lineno, line, f"not a valid CSV row ({err})") from None
+        if len(fields) == 1:
             raise _line_error(
                 name, lineno, line, "expected 'user,item item ...' but found no comma"
             )
-        if "," in rest:
+        if len(fields) > 2:
             raise _line_error(name, lineno, line, "expected one comma per row, found several")
-        user = user.strip()
+        user, row = fields[0].strip(), fields[1].split()
         if not user or len(user.split()) != 1:
             raise _line_error(name, lineno, line, "the user id must be one non-empty token")
-        rest = rest.strip()
-        if len(rest) >= 2 and rest[0] == rest[-1] == '"':
-            rest = rest[1:-1]
-        row = rest.split()
+        if any("," in token or '"' in token for token in (user, *row)):
+            # Only a quoted field can hold them, and write_submission could not write them back.
+            raise _line_error(name, lineno, line, "an id must not hold a comma or a quote")
         users.append(user)
         items.extend(row)
         counts.append(len(row))

@@ -27,15 +27,16 @@ def write_submission(
     Args:
         path: The file to write (overwritten).
         users: 1-D internal user ids (tensor, array or list), each at most once.
-        recommendations: Internal item ids of shape ``(len(users), k)``, ``-1``
-            for padding.
+        recommendations: Internal item ids of shape ``(len(users), k)``, each
+            at most once per row, ``-1`` for padding.
         interactions: Whose ``user_ids`` and ``item_ids`` give the raw ids.
 
     Raises:
         TypeError: If ids are not integers or ``interactions`` is not an
             :class:`Interactions`.
-        ValueError: On shape mismatches, out-of-range or repeated users, or a
-            raw id whose text holds a comma, quote or whitespace.
+        ValueError: On shape mismatches, out-of-range or repeated users, an
+            item repeated within a row, or a raw id whose text holds a comma,
+            quote or whitespace.
 
     Example:
         >>> import pathlib, tempfile, torch
@@ -65,6 +66,15 @@ def write_submission(
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if repeated.size:
         raise ValueError(f"users must not repeat, got user {int(repeated[0])} more than once")
+    # A scorer would count a repeated item twice; the -1 padding may repeat.
+    sorted_recs = np.sort(recs, axis=1)
+    twice = (sorted_recs[:, 1:] == sorted_recs[:, :-1]) & (sorted_recs[:, 1:] >= 0)
+    if twice.any():
+        row, col = np.argwhere(twice)[0]
+        raise ValueError(
+            f"recommendations must not repeat an item within a row, got item "
+            f"{int(sorted_recs[row, col])} twice in row {int(row)} (user {int(user_array[row])})"
+        )
     user_text = _id_texts("user", interactions.user_ids, user_array)
     item_text = _id_texts("item", interactions.item_ids, recs[recs >= 0])
     rows = [_CSV_HEADER]
