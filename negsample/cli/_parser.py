@@ -141,9 +141,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="softmax: shared candidates",
     )
-    train.add_argument(
-        "--in-batch", action="store_true", help="softmax: add the batch's positives"
-    )
+    train.add_argument("--in-batch", action="store_true", help="softmax: add the batch's positives")
     train.add_argument(
         "--num-candidates", type=int, default=10, metavar="M", help="hard: candidates per row"
     )
@@ -180,9 +178,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--seed", type=_non_negative_int, default=0, metavar="N", help="training seed"
     )
-    train.add_argument(
-        "--time-budget", type=float, metavar="S", help="training seconds per run"
-    )
+    train.add_argument("--time-budget", type=float, metavar="S", help="training seconds per run")
     out = parser.add_argument_group("output")
     out.add_argument(
         "--ks", type=_positive_int, nargs="+", default=[20, 50], metavar="K", help="cut-offs"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -34,6 +34,9 @@ Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 LOSSES = ("bce", "bpr", "softmax")
+Similarity = Literal["dot", "cosine"]
+Candidates = Literal["uniform", "popularity"]
+Selection = Literal["topk", "softmax"]
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,16 @@ class RunConfig:
     batch_size: int = 2048
     lr: float = 5e-3
     reg: float = 2e-2
-    similarity: str = "dot"
+    similarity: Similarity = "dot"
     init_std: float = 0.1
     num_negatives: int = 1024
     in_batch: bool = False
     num_candidates: int = 10
     num_hard: int = 2
     num_random: int = 2
-    candidates: str = "uniform"
+    candidates: Candidates = "uniform"
     alpha: float | None = None
-    selection: str = "topk"
+    selection: Selection = "topk"
     # --loss softmax: the loss's temperature; --selection softmax: the selection's.
     temperature: float | None = None
     device: str = "cpu"
@@ -81,7 +84,7 @@ def recipe(
     *,
     lr: float | None = None,
     reg: float | None = None,
-    similarity: str | None = None,
+    similarity: Similarity | None = None,
     init_std: float | None = None,
     temperature: float | None = None,
     **options: Any,
@@ -93,7 +96,8 @@ def recipe(
     initial std 1e-4.
     """
     softmax = loss == "softmax"
-    similarity = similarity or ("cosine" if softmax else "dot")
+    if similarity is None:
+        similarity = "cosine" if softmax else "dot"
     if softmax and temperature is None:
         temperature = 0.1
     return RunConfig(
@@ -142,7 +146,9 @@ def pairwise_step(
 
     def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
         neg_items = sampler.sample(users, model)
-        loss = loss_fn(scorer(users, pos_items), scorer(users.unsqueeze(1), neg_items))
+        loss: torch.Tensor = loss_fn(
+            scorer(users, pos_items), scorer(users.unsqueeze(1), neg_items)
+        )
         return loss + reg * model.l2_regularization(users, pos_items, neg_items)
 
     return step, str(sampler)

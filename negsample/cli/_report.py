@@ -30,7 +30,7 @@ def comparison(runs: list[Run], k: int) -> str:
     """The recipes side by side: validation Recall@k and NDCG@k at each run's chosen epoch."""
     width = max(len(run.config.label) for run in runs)
     lines = [
-        f"comparison on the validation split, at each run's chosen epoch:",
+        "comparison on the validation split, at each run's chosen epoch:",
         f"{'recipe':<{width}} {'chosen':>6} {f'recall@{k}':>10} {f'ndcg@{k}':>10}",
     ]
     for run in runs:

@@ -23,7 +23,7 @@ def progress(iterable: Iterable[T], total: int, desc: str, enabled: bool) -> Ite
     """A tqdm progress bar when tqdm is installed and wanted, else the bare iterable."""
     if enabled:
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]
         except ImportError:
             pass
         else:
@@ -104,7 +104,7 @@ def train(
         total = torch.zeros((), device=device)
         seen = 0  # pairs trained on this epoch (fewer when the time budget cuts it)
         batches = progress(
-            order.split(config.batch_size), num_batches, f"{name} {epoch}", config.progress
+            torch.split(order, config.batch_size), num_batches, f"{name} {epoch}", config.progress
         )
         for batch in batches:
             loss = step(users_all[batch], items_all[batch])
