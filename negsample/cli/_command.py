@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from negsample import MFModel
 from negsample.cli._data import Data, DataOptions, load_data
-from negsample.cli._recipes import RunConfig, make_step
+from negsample.cli._recipes import RunConfig, make_step, row_sampler
 from negsample.cli._report import comparison, plot, summary
 from negsample.cli._system import keep_freed_memory, set_threads
-from negsample.cli._train import Run, train
+from negsample.cli._train import Run, pairs_of, train
 from negsample.data import write_submission
 from negsample.metrics import evaluate
 
@@ -30,14 +30,13 @@ class TrainSettings:
     submission: Path | None = None
     plot: Path | None = None
     threads: int = 1
-    notes: list[str] = field(default_factory=list)
 
 
 def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def prepare(settings: TrainSettings) -> Data:
+def prepare(settings: TrainSettings, log: Callable[[str], None] = _log) -> Data:
     """Set up the process, load the data and check each run's settings against it.
 
     Everything a user can get wrong fails here, before any training.
@@ -49,20 +48,27 @@ def prepare(settings: TrainSettings) -> Data:
     if torch.device(settings.runs[0].device).type == "cpu":
         keep_freed_memory()
     data = load_data(settings.data)
+    for note in data.notes:
+        log(f"note: {note}")
     for config in settings.runs:
-        if max(config.ks) > data.full.num_items:
+        evaluated = data.valid is not None or data.test is not None
+        if evaluated and max(config.ks) > data.full.num_items:
             raise ValueError(
                 f"--ks {max(config.ks)} is more than the {data.full.num_items} items of the data"
             )
         # The samplers and losses check their settings when they are built.
         make_step(config, MFModel(1, 1, 1), data.fit.to(config.device))
+        # Once here, so that the steps can sample with validate=False.
+        trained = [data.fit] if settings.submission is None else [data.fit, data.full]
+        for index in trained:
+            sampler = row_sampler(config, index)
+            if sampler is not None:
+                sampler.check_samplable(torch.unique(pairs_of(index)[0]))
     return data
 
 
 def run_train(settings: TrainSettings, data: Data, log: Callable[[str], None] = _log) -> None:
     """Train every run of ``settings`` on ``data`` and report; see ``negsample train --help``."""
-    for note in settings.notes + data.notes:
-        log(f"note: {note}")
     log(f"data: {data.description}")
     log(f"train: {data.fit}")
     if data.valid is not None:

@@ -136,6 +136,24 @@ def make_sampler(config: RunConfig, index: PositiveIndex) -> HardNegativeSampler
     )
 
 
+def row_sampler(
+    config: RunConfig, index: PositiveIndex
+) -> HardNegativeSampler | UniformSampler | None:
+    """The recipe's per-row sampler: the pairwise losses', or the softmax's hard negatives."""
+    if config.loss != "softmax":
+        return make_sampler(config, index)
+    if config.sampler != "hard":
+        return None
+    return HardNegativeSampler(
+        index,
+        config.num_candidates,
+        config.num_hard,
+        0,
+        generator=config.seed + 1,
+        validate=False,
+    )
+
+
 def pairwise_step(
     config: RunConfig, model: MFModel, index: PositiveIndex, scorer: Scorer
 ) -> tuple[Step, str]:
@@ -169,16 +187,7 @@ def softmax_step(
     )
     assert config.temperature is not None  # recipe() sets it for the softmax loss
     loss_fn = SampledSoftmaxLoss(config.temperature)
-    hard = None
-    if config.sampler == "hard":
-        hard = HardNegativeSampler(
-            index,
-            config.num_candidates,
-            config.num_hard,
-            0,
-            generator=config.seed + 1,
-            validate=False,
-        )
+    hard = row_sampler(config, index)
     log_k, log_n = math.log(k), math.log(index.num_items)
     in_batch = config.in_batch
 
