@@ -417,11 +417,7 @@ def test_sampled_softmax_gradcheck() -> None:
         ({"temperature": math.nan}, ValueError, "temperature must be a finite float > 0"),
         ({"temperature": True}, TypeError, "temperature must be a positive float"),
         ({"mask": torch.zeros(2, 3)}, TypeError, "mask must be a bool tensor"),
-        (
-            {"mask": torch.zeros(3, 3, dtype=torch.bool)},
-            ValueError,
-            r"mask must broadcast .* \(2, 3\)",
-        ),
+        ({"mask": torch.zeros(3, 3, dtype=torch.bool)}, ValueError, r"mask must broadcast .* \(2, 3\)"),
         ({"log_q": torch.zeros(3, dtype=torch.long)}, TypeError, "log_q must be a floating-point"),
         ({"log_q": torch.zeros(4)}, ValueError, "log_q must broadcast"),
         ({"log_q": "x"}, TypeError, "log_q must be None, a float"),
