@@ -4,6 +4,8 @@
 factorisation with hard or uniform negatives on the built-in synthetic data or
 on a file, chooses the epoch on a validation split, and reports, plots or
 writes a competition submission. It uses public names of the library only.
+Its recipes (:func:`recipe`, :func:`make_step`, :func:`make_optimizer`) are
+public too, for training loops of your own such as ``examples/train_ddp.py``.
 
 Exit status: 0 on success, 2 for bad usage or bad data (one line
 ``negsample: error: ...`` on stderr; ``--debug`` shows the traceback), 130 when
@@ -22,8 +24,9 @@ import sys
 from collections.abc import Sequence
 
 from negsample.cli._parser import PROG, UsageError, build_parser, train_settings
+from negsample.cli._recipes import LOSSES, RunConfig, make_optimizer, make_step, recipe
 
-__all__ = ["main"]
+__all__ = ["LOSSES", "RunConfig", "main", "make_optimizer", "make_step", "recipe"]
 
 USAGE_STATUS = 2
 
