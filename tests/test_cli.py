@@ -206,12 +206,12 @@ def test_debug_shows_the_traceback_of_a_data_error(
 
 
 def test_a_bug_is_not_hidden_behind_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import negsample.cli._command as command
+    import negsample.cli as cli
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("a bug in the training code")
 
-    monkeypatch.setattr(command, "run_train", broken)
+    monkeypatch.setattr(cli, "run_train", broken)
     with pytest.raises(ValueError, match="a bug in the training code"):
         main(["train", "--epochs", "1"])
 

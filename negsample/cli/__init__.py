@@ -20,9 +20,11 @@ allocator).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
+from negsample.cli._command import prepare, run_train
 from negsample.cli._parser import PROG, UsageError, build_parser, train_settings
 from negsample.cli._recipes import LOSSES, RunConfig, make_optimizer, make_step, recipe
 
@@ -50,8 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["train", "--epochs", "0"])
         2
     """
-    from negsample.cli._command import prepare, run_train
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -64,6 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error("choose a command: train")
     debug = bool(args.debug)
     try:
+        return _train(args, debug)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace, debug: bool) -> int:
+    """``negsample train``: user errors as one line and status 2, bugs as tracebacks."""
+    try:
         settings = train_settings(args)
         data = prepare(settings)
     except UsageError as err:
@@ -74,9 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(_describe(err))
     try:
         run_train(settings, data)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
     except OSError as err:  # writing the plot or the submission
         if debug:
             raise
