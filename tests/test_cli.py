@@ -155,7 +155,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["--submission", "/no/such/folder/s.csv"], "the folder /no/such/folder does not exist"),
         # Checked by the library's samplers, before any training.
         (["--num-hard", "20"], "num_hard"),
-        (["--ks", "5000"], "--ks 5000 is more than the 1000 items"),
+        (["--ks", "100000"], "--ks 100000 is more than the"),
     ],
 )
 def test_bad_options_are_one_line_errors_with_status_2(
