@@ -10,8 +10,15 @@ only its own users' positives; ``num_users`` and ``num_items`` stay global, so
 ids mean the same on every rank. The model is wrapped in
 ``DistributedDataParallel``, which averages the gradients of every step across
 ranks. Each rank samples with its own generator, seeded from ``(seed, rank)``
-(see ``rank_seeds``). Rank 0 evaluates the model at the end and prints the
-validation metrics.
+(see ``rank_seeds``). The recipes are those of the ``negsample train``
+command, built by the same code (``negsample.cli``'s ``recipe``, ``make_step``
+and ``make_optimizer``): ``--loss bpr|bce|softmax`` with each loss's default
+learning rate and L2 weight (BPR/BCE: Adam 5e-3, L2 2e-2; softmax: Adam 1e-3 over
+``--num-negatives`` shared candidates, cosine scores at temperature 0.1). Rank 0
+evaluates on a validation split carved from the training pairs after every
+epoch; training stops once validation Recall@K (the first ``--ks``) has not
+improved for ``--patience`` epochs, rank 0 restores the best epoch's weights
+and prints their validation metrics (and, with ``--test``, their test metrics).
 
 On real data (``--format``, ``--test`` and the hold-out as in
 ``examples/train_mf.py``), here the LightGCN split of Gowalla downloaded into
@@ -21,8 +28,8 @@ On real data (``--format``, ``--test`` and the hold-out as in
         --data data/gowalla/train.txt --test data/gowalla/test.txt
 
 ``--device cuda`` puts rank ``r`` on GPU ``LOCAL_RANK`` and talks over nccl.
-``--dump-negatives DIR`` writes each rank's first-epoch batches and negatives
-to ``DIR/rank{r}.pt``. Started without torchrun (``python
+``--dump-negatives DIR`` (BPR/BCE) writes each rank's first-epoch batches and
+the negatives its loss scored to ``DIR/rank{r}.pt``. Started without torchrun (``python
 examples/train_ddp.py``) the script runs as a single rank.
 """
 
@@ -40,7 +47,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from negsample import BCELoss, BPRLoss, HardNegativeSampler, MFModel, PositiveIndex
+from negsample import MFModel, PositiveIndex
+from negsample.cli import LOSSES, make_optimizer, make_step, recipe
 from negsample.data import holdout_split, load, synthetic_dataset
 from negsample.metrics import evaluate
 
@@ -74,7 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rating-threshold", type=float, default=None, help="pairs format: keep ratings >= this"
     )
     data.add_argument(
-        "--valid-fraction", type=float, default=0.2, help="hold-out fraction without --test"
+        "--valid-fraction",
+        type=float,
+        default=0.2,
+        help="share of each user's training pairs held out to choose the epoch",
     )
     data.add_argument("--num-users", type=positive_int, default=2000, help="synthetic data")
     data.add_argument("--num-items", type=positive_int, default=1000, help="synthetic data")
@@ -82,14 +93,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--interactions-per-user", type=positive_int, default=20, help="synthetic data"
     )
     train = parser.add_argument_group("training")
-    train.add_argument("--loss", default="bpr", choices=["bpr", "bce"])
+    train.add_argument("--loss", default="bpr", choices=LOSSES)
     train.add_argument("--dim", type=positive_int, default=64)
-    train.add_argument("--epochs", type=positive_int, default=15)
+    train.add_argument("--epochs", type=positive_int, default=100, help="most epochs")
+    train.add_argument(
+        "--patience",
+        type=non_negative_int,
+        default=10,
+        help="stop once validation Recall@K has not improved for this many epochs (0: never)",
+    )
     train.add_argument(
         "--batch-size", type=positive_int, default=1024, help="pairs per step on each rank"
     )
-    train.add_argument("--lr", type=float, default=5e-3)
-    train.add_argument("--reg", type=float, default=1e-4, help="weight of the batch L2 penalty")
+    train.add_argument("--lr", type=float, help="Adam learning rate (bpr/bce 5e-3, softmax 1e-3)")
+    train.add_argument("--reg", type=float, help="weight of the batch L2 penalty (bpr/bce 2e-2)")
+    train.add_argument(
+        "--num-negatives", type=positive_int, default=1024, help="softmax: shared candidates"
+    )
+    train.add_argument(
+        "--temperature", type=float, default=None, help="softmax: the loss's temperature (0.1)"
+    )
     train.add_argument("--num-candidates", type=positive_int, default=10)
     train.add_argument("--num-hard", type=non_negative_int, default=2)
     train.add_argument("--num-random", type=non_negative_int, default=2)
@@ -115,6 +138,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--num-hard + --num-random must be between 1 and --num-candidates="
             f"{args.num_candidates}, got {args.num_hard} + {args.num_random} = {total}"
         )
+    if args.loss == "softmax" and args.reg:
+        parser.error("--reg applies to --loss bpr/bce (the softmax recipe has no L2 penalty)")
+    if args.loss == "softmax" and args.dump_negatives is not None:
+        parser.error("--dump-negatives applies to --loss bpr/bce")
     if not 0.0 < args.valid_fraction < 1.0:
         parser.error(f"--valid-fraction must be in (0, 1), got {args.valid_fraction}")
     if args.data is None and not 2 <= args.interactions_per_user < args.num_items:
@@ -146,8 +173,11 @@ def rank_seeds(seed: int, rank: int) -> tuple[int, int]:
     return int(words[0]), int(words[1])
 
 
-def load_data(args: argparse.Namespace) -> tuple[PositiveIndex, PositiveIndex, str]:
-    """The full training index, the validation index and a description, on every rank."""
+def load_data(
+    args: argparse.Namespace,
+) -> tuple[PositiveIndex, PositiveIndex, PositiveIndex, PositiveIndex | None, str]:
+    """The full training index, its fit and validation parts, the test index, a description."""
+    test = None
     if args.data is None:
         full = synthetic_dataset(
             args.num_users,
@@ -155,18 +185,20 @@ def load_data(args: argparse.Namespace) -> tuple[PositiveIndex, PositiveIndex, s
             interactions_per_user=args.interactions_per_user,
             seed=args.seed,
         )
-        train, valid = holdout_split(full, args.valid_fraction, seed=args.seed)
-        return train, valid, f"built-in synthetic dataset ({full})"
-    options: dict[str, Any] = {}
-    if args.format == "pairs" or (args.format == "auto" and args.delimiter is not None):
-        options = {"delimiter": args.delimiter, "rating_threshold": args.rating_threshold}
-    interactions = load(args.data, args.format, **options)
-    train = interactions.to_index()
-    if args.test is not None:
-        test = load(args.test, args.format, like=interactions, **options).to_index()
-        return train, test, f"{args.data} with test file {args.test}"
-    train, valid = holdout_split(train, args.valid_fraction, seed=args.seed)
-    return train, valid, f"{args.data}, {args.valid_fraction:.0%} held out"
+        description = f"built-in synthetic dataset ({full})"
+    else:
+        options: dict[str, Any] = {}
+        if args.format == "pairs" or (args.format == "auto" and args.delimiter is not None):
+            options = {"delimiter": args.delimiter, "rating_threshold": args.rating_threshold}
+        interactions = load(args.data, args.format, **options)
+        full = interactions.to_index()
+        description = str(args.data)
+        if args.test is not None:
+            test = load(args.test, args.format, like=interactions, **options).to_index()
+            description += f" with test file {args.test}"
+    fit, valid = holdout_split(full, args.valid_fraction, seed=args.seed)
+    description += f", {args.valid_fraction:.0%} of each user's pairs held out for validation"
+    return full, fit, valid, test, description
 
 
 def user_shard(train: PositiveIndex, rank: int, world_size: int) -> PositiveIndex:
@@ -229,13 +261,13 @@ def train_rank(args: argparse.Namespace, rank: int, world_size: int, local_rank:
         device = torch.device("cpu")
     # Every rank reads the whole data set here, for simplicity; at scale each rank
     # would read only its users' rows (pre-sharded files), and only rank 0 keeps
-    # the full training index, to exclude training items at evaluation.
-    train, valid, description = load_data(args)
+    # the full training index, to evaluate.
+    full, train, valid, test, description = load_data(args)
     if rank == 0:
         print(f"data: {description}\ntrain: {train}\nvalid: {valid}\nworld size: {world_size}")
     shard = user_shard(train, rank, world_size)
     if rank != 0:
-        del train, valid
+        del full, train, valid, test
 
     sampler_seed, order_seed = rank_seeds(args.seed, rank)
     all_seeds: list[int | None] = [None] * world_size
@@ -269,52 +301,86 @@ def train_rank(args: argparse.Namespace, rank: int, world_size: int, local_rank:
         flush=True,
     )
 
+    # The command's recipe for --loss, with this rank's sampler seed.
+    config = recipe(
+        args.loss,
+        lr=args.lr,
+        reg=args.reg,
+        temperature=args.temperature,
+        # BPR/BCE with hard negatives; the softmax recipe over the shared candidates alone.
+        sampler="uniform" if args.loss == "softmax" else "hard",
+        dim=args.dim,
+        batch_size=args.batch_size,
+        num_negatives=args.num_negatives,
+        num_candidates=args.num_candidates,
+        num_hard=args.num_hard,
+        num_random=args.num_random,
+        seed=sampler_seed,
+        device=str(device),
+        ks=tuple(args.ks),
+    )
     # The same initial weights everywhere (DDP also broadcasts rank 0's at wrapping).
     torch.manual_seed(args.seed)
-    model = MFModel(shard.num_users, shard.num_items, args.dim, validate=False, device=device)
-    ddp = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
-    loss_fn = BPRLoss() if args.loss == "bpr" else BCELoss()
-    sampler = HardNegativeSampler(
-        shard,
-        args.num_candidates,
-        args.num_hard,
-        args.num_random,
-        generator=sampler_seed,
+    model = MFModel(
+        shard.num_users,
+        shard.num_items,
+        config.dim,
+        init_std=config.init_std,
+        similarity=config.similarity,
         validate=False,
+        device=device,
     )
+    ddp = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    optimizer = make_optimizer(ddp, config)
+    dumped: dict[str, list[torch.Tensor]] = {"users": [], "pos_items": [], "negatives": []}
+    recording = args.dump_negatives is not None
+
+    def scorer(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        # The loss scores through the DDP wrapper, whose backward all-reduces the gradients;
+        # the sampler scores its candidates (under no_grad) with the bare module, because a
+        # call of the wrapper can be a collective and the number of such calls may differ
+        # between ranks. A pairwise step scores the positives (users 1-D) and then the
+        # (B, n) negatives, which --dump-negatives records.
+        if recording and users.dim() == 2:
+            dumped["negatives"].append(items.cpu())
+        return ddp(users, items)
+
+    step, step_description = make_step(config, model, shard, scorer=scorer)
     order_gen = torch.Generator(device=device).manual_seed(order_seed)
     if rank == 0:
-        print(f"steps per epoch: {steps} on every rank", flush=True)
-
-    dumped: dict[str, list[torch.Tensor]] = {"users": [], "pos_items": [], "negatives": []}
+        print(f"{step_description}\nsteps per epoch: {steps} on every rank", flush=True)
+        valid_d, train_d = valid.to(device), train.to(device)
+    monitor = f"recall@{config.ks[0]}"
+    best_score, best_epoch, best_state = -math.inf, 0, None
+    epoch = 0
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
         order = torch.randperm(users_all.numel(), generator=order_gen, device=device)
         total = torch.zeros(2, dtype=torch.float64, device=device)
         for batch in order.tensor_split(steps):
             users, pos_items = users_all[batch], items_all[batch]
-            # Candidates are scored (under no_grad) by the bare module: a call of the
-            # DDP wrapper can be a collective (it broadcasts the module's buffers, if
-            # any), and the sampler's number of scorer calls may differ between ranks.
-            neg_items = sampler.sample(users, ddp.module)
-            # One forward of the wrapper per step scores the positive and the negatives.
-            scores = ddp(users.unsqueeze(1), torch.cat([pos_items.unsqueeze(1), neg_items], 1))
-            loss = loss_fn(scores[:, 0], scores[:, 1:])
-            loss = loss + args.reg * ddp.module.l2_regularization(users, pos_items, neg_items)
+            recording = epoch == 1 and args.dump_negatives is not None
+            loss = step(users, pos_items)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total[0] += loss.detach() * batch.numel()
             total[1] += batch.numel()
-            if epoch == 1 and args.dump_negatives is not None:
-                for key, value in zip(dumped, (users, pos_items, neg_items), strict=True):
-                    dumped[key].append(value.cpu())
+            if recording:
+                dumped["users"].append(users.cpu())
+                dumped["pos_items"].append(pos_items.cpu())
         dist.all_reduce(total)
+        stop = torch.zeros(1, device=device)
         if rank == 0:
+            metrics = evaluate(model, train_d, valid_d, ks=config.ks)
+            if metrics[monitor] > best_score:
+                best_score, best_epoch = metrics[monitor], epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif args.patience and epoch - best_epoch >= args.patience:
+                stop[0] = 1
             print(
                 f"epoch {epoch:3d}  loss {float(total[0] / total[1]):.4f}  "
-                f"{time.perf_counter() - start:6.2f} s",
+                f"{time.perf_counter() - start:6.2f} s  valid {monitor} {metrics[monitor]:.4f}",
                 flush=True,
             )
         if epoch == 1 and args.dump_negatives is not None:
@@ -328,16 +394,39 @@ def train_rank(args: argparse.Namespace, rank: int, world_size: int, local_rank:
                 },
                 args.dump_negatives / f"rank{rank}.pt",
             )
+        # Rank 0 decides for everyone, so that every rank takes the same number of steps.
+        dist.broadcast(stop, src=0)
+        if bool(stop):
+            break
+    check_in_sync(model)
 
     if rank == 0:
-        metrics = evaluate(ddp.module, train.to(device), valid.to(device), ks=tuple(args.ks))
+        assert best_state is not None
+        model.load_state_dict(best_state)
+        metrics = evaluate(model, train_d, valid_d, ks=config.ks)
         print(
-            f"final  epochs {args.epochs}  "
+            f"final  epochs {epoch}  chosen {best_epoch}  "
             + "  ".join(f"{name} {value:.4f}" for name, value in metrics.items()),
             flush=True,
         )
+        if test is not None:
+            metrics = evaluate(model, full.to(device), test.to(device), ks=config.ks)
+            print(
+                "test   " + "  ".join(f"{name} {value:.4f}" for name, value in metrics.items()),
+                flush=True,
+            )
     # The other ranks wait here, so that nobody leaves the group while rank 0 evaluates.
     dist.barrier()
+
+
+def check_in_sync(model: torch.nn.Module) -> None:
+    """Raise unless every rank holds the same weights (DDP averaged every step's gradients)."""
+    for name, tensor in model.state_dict().items():
+        low, high = tensor.detach().clone(), tensor.detach().clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if not torch.equal(low, high):
+            raise RuntimeError(f"the ranks' {name} differ after training")
 
 
 if __name__ == "__main__":

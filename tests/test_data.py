@@ -209,6 +209,72 @@ def test_csv_error_shows_the_offending_line(tmp_path: Path) -> None:
         load_competition_csv(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "what", "value"),
+    [
+        ("UserId,ItemId\n1,2 3\n2,3\n3x,1\n", 4, "user", "3x"),
+        ("UserId,ItemId\n1,2 3\n2,3 O7 4\n", 3, "item", "O7"),
+        ("UserId,ItemId\n1,2\n02,3\n", 3, "user", "02"),  # not the canonical form of 2
+    ],
+)
+def test_csv_a_non_integer_id_among_integers_is_an_error_naming_file_line_and_id(
+    tmp_path: Path, text: str, line: int, what: str, value: str
+) -> None:
+    path = write(tmp_path, "train.csv", text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an error, not a warning
+        with pytest.raises(ValueError, match=f"{what} id '{value}' is not an integer") as err:
+            load_competition_csv(path)
+    assert_names_line(err, path, line)
+    assert "string_ids=True" in str(err.value)
+
+
+def test_csv_string_ids_reads_every_id_as_a_string(tmp_path: Path) -> None:
+    path = write(tmp_path, "train.csv", "UserId,ItemId\n10,2 3\n9,3\n3x,10\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_competition_csv(path, string_ids=True)
+    assert data.user_ids.tolist() == ["10", "3x", "9"]  # string order
+    assert data.item_ids.tolist() == ["10", "2", "3"]
+    assert raw_pairs(data) == [("10", "2"), ("10", "3"), ("9", "3"), ("3x", "10")]
+    # A second file in the same id space, and the round trip through a submission.
+    test = load_competition_csv(
+        write(tmp_path, "test.csv", "UserId,ItemId\n9,2\n"), like=data, string_ids=True
+    )
+    assert raw_pairs(test) == [("9", "2")]
+    out = tmp_path / "submission.csv"
+    write_submission(out, torch.tensor([0, 2]), torch.tensor([[1], [0]]), data)
+    assert out.read_text() == "UserId,ItemId\n10,2\n9,10\n"
+    with pytest.raises(TypeError, match="string_ids must be a bool"):
+        load_competition_csv(path, string_ids="yes")  # type: ignore[arg-type]
+
+
+def test_csv_all_string_ids_need_no_option(tmp_path: Path) -> None:
+    path = write(tmp_path, "train.csv", "UserId,ItemId\nbob,x y\nann,y\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_competition_csv(path)
+    assert data.user_ids.tolist() == ["ann", "bob"]
+
+
+def test_csv_repeated_users_are_merged_with_a_warning_that_counts_them(tmp_path: Path) -> None:
+    text = "UserId,ItemId\n5,1 2\n7,3\n5,4\n8,\n7,1\n5,2 9\n"
+    path = write(tmp_path, "train.csv", text)
+    with pytest.warns(UserWarning) as caught:
+        data = load_competition_csv(path)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert str(path) in message
+    # Users 5 (3 rows) and 7 (2 rows): 2 users, 3 extra rows, the first extra at line 4.
+    assert "2 user ids are on more than one row (3 extra rows, the first at line 4" in message
+    assert "merged" in message
+    assert rows(data.to_index()) == [[0, 1, 3, 4], [0, 2], []]  # items 1 2 4 9; 3 1; none
+    # One row per user: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_competition_csv(write(tmp_path, "ok.csv", "UserId,ItemId\n5,1 2\n7,3\n"))
+
+
 # ---------------------------------------------------------------------- pairs
 
 

@@ -89,7 +89,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             for user in range(index.num_users)
         ]
         (data / name).write_text("\n".join(lines) + "\n")
-    result: dict[str, Any] = {"train": load_lightgcn(data / "train.txt").to_index()}
+    # What the ranks train on: train.txt less the validation split that chooses the epoch.
+    fit, _ = holdout_split(load_lightgcn(data / "train.txt").to_index(), 0.2, seed=0)
+    result: dict[str, Any] = {"train": fit}
     for name, seed in (("first", 0), ("rerun", 0)):
         out = tmp_path_factory.mktemp(name)
         result[f"{name}_stdout"] = run_ddp(data, out, seed)
@@ -157,14 +159,19 @@ def test_a_rerun_reproduces_every_rank(runs: dict[str, Any]) -> None:
     assert final == [line for line in runs["rerun_stdout"].splitlines() if line.startswith("final")]
 
 
-def test_rank_zero_alone_prints_the_validation_metrics(runs: dict[str, Any]) -> None:
+def test_rank_zero_alone_prints_the_validation_and_test_metrics(runs: dict[str, Any]) -> None:
     out = runs["first_stdout"]
     final = [line for line in out.splitlines() if line.startswith("final")]
     assert len(final) == 1, out
     words = final[0].split()
-    metrics = dict(zip(words[3::2], map(float, words[4::2]), strict=True))
+    assert words[:5] == ["final", "epochs", "1", "chosen", "1"], out
+    metrics = dict(zip(words[5::2], map(float, words[6::2]), strict=True))
     assert set(metrics) == {"recall@10", "ndcg@10", "map@10"}, out
     assert all(0.0 <= value <= 1.0 for value in metrics.values()), out
+    # The command's BPR recipe (L2 weight 2e-2), the epoch's validation line, the test metrics.
+    assert "epoch   1  loss" in out and "valid recall@10" in out, out
+    test = [line for line in out.splitlines() if line.startswith("test ")]
+    assert len(test) == 1 and "recall@10" in test[0], out
     for rank in range(WORLD_SIZE):
         assert f"[rank {rank}] users" in out, out
 

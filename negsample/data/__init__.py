@@ -27,7 +27,11 @@ Id policy (the same for every loader):
   the raw ids: numeric order when all are integers (``user_ids`` is ``int64``),
   else the objects' own order, e.g. string order (``user_ids`` is an ``object``
   array). A text file that mixes integer and non-integer ids of one kind gets a
-  warning, since its ids are then all sorted as strings.
+  warning, since its ids are then all sorted as strings; in a competition CSV,
+  whose ids are integers, it is an error naming the file, line and id, unless
+  ``string_ids=True`` reads every id as a string.
+* In a competition CSV a user on several rows gets the items of all of them,
+  with a warning that counts such users and their extra rows.
 * Every id in the file gets an internal id, even where none of its pairs is
   kept (a user with an empty item list, pairs below a rating threshold).
 * ``like=`` reuses the id maps of another :class:`Interactions` (say, the

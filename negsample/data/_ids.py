@@ -29,6 +29,10 @@ class _Records:
     counts: list[int]  # items per record
     lines: list[int] | None  # 1-based line of each record; None for a pickle
     keep: npt.NDArray[np.bool_] | None = None  # per item: kept (rating threshold)
+    # A text file whose ids of one kind mix integers and other strings: "warn" (read them all
+    # as strings, with a warning), "error" (raise, naming the line), "strings" (every id is a
+    # string, even an all-integer column; no warning).
+    mixed: str = "warn"
 
     def where(self, record: int) -> str:
         if self.lines is None:
@@ -81,8 +85,11 @@ def _assign_ids(
     text: bool,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
     """New internal id of each distinct raw id, and the raw id of each internal id."""
-    convert = _canonical_int if text else _object_int
-    ints = [convert(value) for value in distinct]
+    if records.mixed == "strings":
+        ints: list[int | None] = [None] * len(distinct)
+    else:
+        convert = _canonical_int if text else _object_int
+        ints = [convert(value) for value in distinct]
     count = len(distinct)
     if all(value is not None for value in ints):
         values = np.array(ints, dtype=np.int64)
@@ -94,6 +101,12 @@ def _assign_ids(
         return new, values[order]
     if text and any(value is not None for value in ints):
         first = next(i for i, value in enumerate(ints) if value is None)
+        if records.mixed == "error":
+            raise ValueError(
+                f"{_locate(records, codes, first, what)}: {what} id {distinct[first]!r} is not "
+                f"an integer, but the file's other {what} ids are (a typo? to read every id "
+                f"as a string, pass string_ids=True, or --string-ids to the negsample command)"
+            )
         warnings.warn(
             f"{_locate(records, codes, first, what)}: {what} id {distinct[first]!r} is not an "
             f"integer, so all {what} ids of the file are treated as strings and sorted as such",
@@ -136,7 +149,8 @@ def _encode(
     records: _Records, what: str, raw: list[Any], like: npt.NDArray[Any] | None, text: bool
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
     """Internal id of each raw id (``-1`` where ``like`` lacks it) and the id map."""
-    values = _int_values(raw, text)
+    strings = records.mixed == "strings"
+    values = None if strings else _int_values(raw, text)
     if values is not None and like is None:
         return _int_ids(values)
     if values is not None and like is not None and like.dtype.kind in "iu":
@@ -145,7 +159,7 @@ def _encode(
     if like is None:
         new, ids = _assign_ids(records, codes, distinct, what, text)
     else:
-        new, ids = _like_codes(distinct, like, text), like
+        new, ids = _like_codes(distinct, like, text and not strings), like
     return new[codes], ids
 
 

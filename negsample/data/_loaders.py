@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 import pickle
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -111,20 +112,32 @@ def load_pickle(
 
 
 def load_competition_csv(
-    path: PathLike, *, like: Interactions | None = None, unknown: Unknown = "error"
+    path: PathLike,
+    *,
+    like: Interactions | None = None,
+    unknown: Unknown = "error",
+    string_ids: bool = False,
 ) -> Interactions:
     r"""Load the competition CSV: header ``UserId,ItemId``, then ``user,item item ...`` rows.
 
     One row per user: the user id, a comma, and a space-separated (possibly
     empty) list of item ids. Either field may be in double quotes, read as CSV
-    reads them (``"5","30 10"`` is user ``5``). A user on several rows gets all
-    of their items. This is the format :func:`write_submission` writes.
+    reads them (``"5","30 10"`` is user ``5``). This is the format
+    :func:`write_submission` writes. A user on several rows gets the items of
+    all of them, with a ``UserWarning`` that counts the users and the extra rows.
+
+    The competition's ids are integers: an id that is not (say ``12a`` among
+    integer ids) raises ``ValueError`` naming the file, the line and the id,
+    where the other loaders read the whole column as strings with a warning.
+    ``string_ids=True`` reads every id as a string instead (sorted as strings,
+    written back unchanged by :func:`write_submission`).
 
     Args:
         path: The CSV file.
         like: Reuse this object's id maps instead of building new ones.
         unknown: With ``like``, what to do with an id it does not know:
             ``"error"`` (raise) or ``"drop"`` (drop its pairs and warn).
+        string_ids: Read every user and item id as a string.
 
     Returns:
         The pairs, in file order.
@@ -132,7 +145,8 @@ def load_competition_csv(
     Raises:
         ValueError: On a bad header, a row that is not valid CSV (a stray
             quote), has no comma or several outside quotes, an empty user id, an
-            id holding a comma or quote, or (``unknown="error"``) an id not in
+            id holding a comma or quote, a non-integer id among integer ids
+            (unless ``string_ids``), or (``unknown="error"``) an id not in
             ``like``.
 
     Example:
@@ -145,6 +159,8 @@ def load_competition_csv(
         ([5, 9], [10, 30], [1, 0])
     """
     _check_common(like, unknown)
+    if not isinstance(string_ids, (bool, np.bool_)):
+        raise TypeError(f"string_ids must be a bool, got {_short(string_ids)}")
     name, lines = _read_lines(path)
     header = next(csv.reader(lines[:1]), None)
     if header != _CSV_HEADER.split(","):
@@ -180,7 +196,32 @@ def load_competition_csv(
         items.extend(row)
         counts.append(len(row))
         numbers_.append(lineno)
-    return _build(_Records(name, users, items, counts, numbers_), like, unknown, text=True)
+    _warn_repeated_users(name, users, numbers_)
+    records = _Records(
+        name, users, items, counts, numbers_, mixed="strings" if string_ids else "error"
+    )
+    return _build(records, like, unknown, text=True)
+
+
+def _warn_repeated_users(path: str, users: list[str], lines: list[int]) -> None:
+    """Warn, with the counts, when some users are on several rows (their items are merged)."""
+    seen: set[str] = set()
+    repeated: dict[str, int] = {}  # user -> its extra rows
+    first_repeat = 0
+    for user, lineno in zip(users, lines, strict=True):
+        if user in seen:
+            repeated[user] = repeated.get(user, 0) + 1
+            first_repeat = first_repeat or lineno
+        seen.add(user)
+    if repeated:
+        user = next(iter(repeated))
+        warnings.warn(
+            f"{path}: {len(repeated)} user ids are on more than one row "
+            f"({sum(repeated.values())} extra rows, the first at line {first_repeat}, user "
+            f"{user!r}); the items of each user's rows are merged",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def load_lightgcn(

@@ -1,0 +1,250 @@
+"""The training recipes: per-run settings, the per-batch loss of each ``--loss``, the optimizer.
+
+A recipe is a :class:`RunConfig` (the hyperparameters of one run, with each
+loss's defaults filled in by :func:`recipe`) plus two small functions that read
+it: the step of its loss (:func:`make_step`) and its optimizer
+(:func:`make_optimizer`). ``examples/train_ddp.py`` builds its steps with the
+same functions. A new loss is one more entry of ``STEPS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from negsample import (
+    BCELoss,
+    BPRLoss,
+    HardNegativeSampler,
+    MFModel,
+    PositiveIndex,
+    SampledSoftmaxLoss,
+    SharedNegativeSampler,
+    UniformSampler,
+)
+
+# step(users, pos_items) -> the batch's scalar loss (regularisation included).
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# What the loss scores with: model(users, items) -> scores (the model, or a wrapper of it
+# such as DistributedDataParallel). The samplers always score with the bare model.
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+LOSSES = ("bce", "bpr", "softmax")
+Similarity = Literal["dot", "cosine"]
+Candidates = Literal["uniform", "popularity"]
+Selection = Literal["topk", "softmax"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs; :func:`recipe` fills in each loss's defaults."""
+
+    name: str = "hard"  # the run's label
+    loss: str = "bpr"  # "bpr", "bce" or "softmax"
+    sampler: str = "hard"  # "hard" or "uniform"
+    dim: int = 64
+    epochs: int = 100
+    patience: int = 10
+    batch_size: int = 2048
+    lr: float = 5e-3
+    reg: float = 2e-2
+    similarity: Similarity = "dot"
+    init_std: float = 0.1
+    num_negatives: int = 1024
+    in_batch: bool = False
+    num_candidates: int = 10
+    num_hard: int = 2
+    num_random: int = 2
+    candidates: Candidates = "uniform"
+    alpha: float | None = None
+    selection: Selection = "topk"
+    # --loss softmax: the loss's temperature; --selection softmax: the selection's.
+    temperature: float | None = None
+    device: str = "cpu"
+    seed: int = 0
+    time_budget: float | None = None
+    ks: tuple[int, ...] = (20, 50)
+    eval_every: int | None = None
+    progress: bool = False
+
+    @property
+    def label(self) -> str:
+        """A short description of the recipe, for tables and plots."""
+        if self.loss == "softmax":
+            return "softmax" + (" + hard" if self.sampler == "hard" else "")
+        return f"{self.sampler} {self.loss.upper()}"
+
+
+def recipe(
+    loss: str = "bpr",
+    *,
+    lr: float | None = None,
+    reg: float | None = None,
+    similarity: Similarity | None = None,
+    init_std: float | None = None,
+    temperature: float | None = None,
+    **options: Any,
+) -> RunConfig:
+    """The :class:`RunConfig` of ``loss`` with its defaults where an option is ``None``.
+
+    BPR and BCE: Adam 5e-3, L2 weight 2e-2, dot scores, initial std 0.1.
+    Softmax: Adam 1e-3, no L2 penalty, cosine scores at temperature 0.1,
+    initial std 1e-4.
+    """
+    softmax = loss == "softmax"
+    if similarity is None:
+        similarity = "cosine" if softmax else "dot"
+    if softmax and temperature is None:
+        temperature = 0.1
+    return RunConfig(
+        loss=loss,
+        lr=(1e-3 if softmax else 5e-3) if lr is None else lr,
+        reg=(0.0 if softmax else 2e-2) if reg is None else reg,
+        similarity=similarity,
+        init_std=(1e-4 if similarity == "cosine" else 0.1) if init_std is None else init_std,
+        temperature=temperature,
+        **options,
+    )
+
+
+def make_sampler(config: RunConfig, index: PositiveIndex) -> HardNegativeSampler | UniformSampler:
+    """The run's sampler over ``index``, seeded with ``config.seed``."""
+    if config.sampler == "hard":
+        return HardNegativeSampler(
+            index,
+            config.num_candidates,
+            config.num_hard,
+            config.num_random,
+            selection=config.selection,
+            temperature=config.temperature,
+            generator=config.seed,
+            validate=False,
+            candidates=config.candidates,
+            alpha=config.alpha,
+        )
+    return UniformSampler(
+        index,
+        config.num_hard + config.num_random,
+        generator=config.seed,
+        validate=False,
+        candidates=config.candidates,
+        alpha=config.alpha,
+    )
+
+
+def row_sampler(
+    config: RunConfig, index: PositiveIndex
+) -> HardNegativeSampler | UniformSampler | None:
+    """The recipe's per-row sampler: the pairwise losses', or the softmax's hard negatives."""
+    if config.loss != "softmax":
+        return make_sampler(config, index)
+    if config.sampler != "hard":
+        return None
+    return HardNegativeSampler(
+        index,
+        config.num_candidates,
+        config.num_hard,
+        0,
+        generator=config.seed + 1,
+        validate=False,
+    )
+
+
+def pairwise_step(
+    config: RunConfig, model: MFModel, index: PositiveIndex, scorer: Scorer
+) -> tuple[Step, str]:
+    """BPR or BCE on each positive against its row of sampled negatives."""
+    sampler = make_sampler(config, index)
+    loss_fn = BPRLoss() if config.loss == "bpr" else BCELoss()
+    reg = config.reg
+
+    def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
+        neg_items = sampler.sample(users, model)
+        loss: torch.Tensor = loss_fn(
+            scorer(users, pos_items), scorer(users.unsqueeze(1), neg_items)
+        )
+        return loss + reg * model.l2_regularization(users, pos_items, neg_items)
+
+    return step, str(sampler)
+
+
+def softmax_step(
+    config: RunConfig, model: MFModel, index: PositiveIndex, scorer: Scorer
+) -> tuple[Step, str]:
+    """Sampled softmax over K shared candidates (+ in-batch; + hard negatives for "hard")."""
+    k = config.num_negatives
+    sampler = SharedNegativeSampler(
+        index,
+        k,
+        candidates=config.candidates,
+        alpha=config.alpha,
+        generator=config.seed,
+        validate=False,
+    )
+    assert config.temperature is not None  # recipe() sets it for the softmax loss
+    loss_fn = SampledSoftmaxLoss(config.temperature)
+    hard = row_sampler(config, index)
+    log_k, log_n = math.log(k), math.log(index.num_items)
+    in_batch = config.in_batch
+
+    def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
+        shared = sampler.sample(users)
+        items, mask = shared.items, shared.mask
+        # log(K q): the logQ correction of K i.i.d. draws (docs: "Softmax losses").
+        log_q = shared.log_prob + log_k
+        if in_batch:
+            batch = sampler.in_batch(users, pos_items)
+            items = torch.cat([items, batch.items])
+            mask = torch.cat([mask, batch.mask], dim=1)
+            # Both sets are draws from one mixture: the same correction for every candidate.
+            log_q = torch.logaddexp(
+                sampler.log_prob(items) + log_k,
+                sampler.in_batch_log_prob(items) + math.log(users.numel()),
+            )
+        neg_scores = scorer(users[:, None], items[None, :])
+        if hard is not None:
+            hard_items = hard.sample(users, model)
+            neg_scores = torch.cat([neg_scores, scorer(users[:, None], hard_items)], dim=1)
+            mask = torch.cat([mask, torch.zeros_like(hard_items, dtype=torch.bool)], dim=1)
+            # Counted as uniform draws, like the shared ones: no correction is unbiased for a
+            # top-k (see the docs).
+            log_q = torch.cat([log_q, log_q.new_full((hard_items.shape[1],), log_k - log_n)])
+        loss: torch.Tensor = loss_fn(scorer(users, pos_items), neg_scores, log_q=log_q, mask=mask)
+        return loss
+
+    parts = [str(sampler)] + (["in-batch negatives"] if in_batch else [])
+    if hard is not None:
+        parts.append(f"the {config.num_hard} top-scored of {config.num_candidates} per row")
+    return step, f"{loss_fn} over " + " + ".join(parts)
+
+
+def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam at ``config.lr``; fused where this torch has it for the device (same maths)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+# loss name -> a function (config, model, training index on the device, scorer) that returns
+# the per-batch loss and a description. A new loss is one more entry.
+STEPS: dict[str, Callable[[RunConfig, MFModel, PositiveIndex, Scorer], tuple[Step, str]]] = {
+    "bpr": pairwise_step,
+    "bce": pairwise_step,
+    "softmax": softmax_step,
+}
+
+
+def make_step(
+    config: RunConfig, model: MFModel, index: PositiveIndex, scorer: Scorer | None = None
+) -> tuple[Step, str]:
+    """The per-batch loss of ``config.loss`` with its sampler, and a description.
+
+    ``scorer`` (default: ``model``) computes the scores the loss sees, e.g. a
+    ``DistributedDataParallel`` wrapper of ``model``.
+    """
+    return STEPS[config.loss](config, model, index, model if scorer is None else scorer)
