@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import platform
 import re
 import subprocess
@@ -16,7 +17,7 @@ import torch
 import negsample
 from negsample.cli import main
 from negsample.cli._parser import build_parser, train_settings
-from negsample.cli._recipes import recipe
+from negsample.cli._recipes import learning_rate, recipe
 from negsample.cli._system import keep_freed_memory
 
 
@@ -148,6 +149,11 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["--test", "t.txt"], "--test needs --data"),
         (["--loss", "softmax", "--reg", "0.01"], "--reg applies to --loss bpr/bce"),
         (["--loss", "bpr", "--in-batch"], "--in-batch applies to --loss softmax"),
+        (["--loss", "bpr", "--neg-weight", "1.5"], "--neg-weight applies to --loss softmax"),
+        (["--loss", "bce", "--no-include-positive"], "--include-positive applies to --loss"),
+        (["--loss", "softmax", "--neg-weight", "0"], "--neg-weight must be a finite number > 0"),
+        (["--loss", "softmax", "--neg-weight", "nan"], "--neg-weight must be a finite number"),
+        (["--lr-schedule", "step"], "argument --lr-schedule: invalid choice: 'step'"),
         (["--loss", "softmax", "--num-negatives", "0"], "argument --num-negatives: must be"),
         (["--loss", "bpr", "--temperature", "0.5"], "--temperature applies to --loss softmax"),
         (["--alpha", "0.5"], "--alpha applies to --candidates popularity"),
@@ -246,6 +252,13 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
         "cosine",
         0.1,
     )
+    # The softmax recipe: BSL's negative weight, the positive out, a cosine schedule.
+    assert (softmax.neg_weight, softmax.include_positive, softmax.lr_schedule) == (
+        1.22,
+        False,
+        "cosine",
+    )
+    assert (bpr.neg_weight, bpr.include_positive, bpr.lr_schedule) == (1.0, True, "constant")
     # A loss, a sampler or a file: the runs asked for.
     assert [r.name for r in settings_of("--loss", "bpr").runs] == ["hard", "uniform"]
     assert [r.name for r in settings_of("--sampler", "hard").runs] == ["hard"]
@@ -259,6 +272,57 @@ def test_options_reach_the_runs_they_apply_to() -> None:
         (0.5, None, 0.01),
         (0.0, 0.2, 0.01),
     ]
+
+
+def test_softmax_options_reach_the_softmax_run_only() -> None:
+    runs = settings_of(
+        "--neg-weight", "1.5", "--include-positive", "--lr-schedule", "constant"
+    ).runs
+    assert [(r.neg_weight, r.include_positive, r.lr_schedule) for r in runs] == [
+        (1.0, True, "constant"),
+        (1.0, True, "constant"),
+        (1.5, True, "constant"),
+    ]
+    (run,) = settings_of("--loss", "softmax", "--sampler", "hard", "--neg-weight", "1").runs
+    assert (run.neg_weight, run.include_positive, run.lr_schedule) == (1.0, False, "cosine")
+
+
+def test_cosine_schedule_decays_from_lr_to_zero_over_the_epochs() -> None:
+    config = recipe("softmax", lr=1e-3, epochs=4)
+    steps = 10  # per epoch
+    rates = [learning_rate(config, step, steps) for step in range(4 * steps + 1)]
+    assert rates[0] == 1e-3 and rates[-1] == 0.0
+    assert rates[20] == pytest.approx(0.5e-3)  # half-way through the epochs: half the rate
+    assert all(a > b for a, b in itertools.pairwise(rates))  # strictly decreasing
+    # Past the epochs (never reached in training) it stays at 0, and constant is constant.
+    assert learning_rate(config, 100, steps) == 0.0
+    constant = recipe("bpr", lr=5e-3, epochs=4)
+    assert {learning_rate(constant, step, steps) for step in range(50)} == {5e-3}
+
+
+def test_the_schedule_sets_the_optimizers_rate_at_every_step(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self: torch.optim.Adam, *args: object, **kwargs: object) -> object:
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    out = train(
+        capsys,
+        *("--loss", "softmax", "--sampler", "uniform", "--num-negatives", "64"),
+        *("--epochs", "2", "--patience", "0", "--valid-fraction", "0"),
+    )
+    assert "neg_weight=1.22, include_positive=False" in out, out
+    config = recipe("softmax", lr=1e-3, epochs=2)
+    steps_per_epoch = len(seen) // 2
+    assert len(seen) == 2 * steps_per_epoch > 0
+    expected = [learning_rate(config, i, steps_per_epoch) for i in range(len(seen))]
+    assert seen == pytest.approx(expected)
+    assert seen[0] == 1e-3 and seen[-1] < 1e-3 / steps_per_epoch
 
 
 def test_progress_bars_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

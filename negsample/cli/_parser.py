@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -12,7 +13,7 @@ import torch
 import negsample
 from negsample.cli._command import TrainSettings
 from negsample.cli._data import DataOptions
-from negsample.cli._recipes import LOSSES, RunConfig, recipe
+from negsample.cli._recipes import LOSSES, SCHEDULES, SOFTMAX_NEG_WEIGHT, RunConfig, recipe
 
 PROG = "negsample"
 FORMATS = ("auto", "lightgcn", "csv", "pickle", "pairs")
@@ -124,6 +125,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=_positive_int, default=2048, metavar="N", help="pairs per step"
     )
     train.add_argument("--lr", type=float, metavar="X", help="Adam lr (bpr 5e-3, softmax 1e-3)")
+    train.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        metavar="NAME",
+        help="constant, cosine to 0 over --epochs (bpr constant, softmax cosine)",
+    )
     train.add_argument("--reg", type=float, metavar="X", help="L2 weight (bpr 2e-2, softmax 0)")
     train.add_argument(
         "--similarity",
@@ -142,6 +149,17 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="softmax: shared candidates",
     )
     train.add_argument("--in-batch", action="store_true", help="softmax: add the batch's positives")
+    train.add_argument(
+        "--neg-weight",
+        type=float,
+        metavar="X",
+        help=f"softmax: weight of the negatives' log-sum-exp ({SOFTMAX_NEG_WEIGHT})",
+    )
+    train.add_argument(
+        "--include-positive",
+        action=argparse.BooleanOptionalAction,
+        help="softmax: the positive in the normaliser (no)",
+    )
     train.add_argument(
         "--num-candidates", type=int, default=10, metavar="M", help="hard: candidates per row"
     )
@@ -246,6 +264,12 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
             raise UsageError("--temperature applies to --loss softmax or --selection softmax")
         if args.in_batch:
             raise UsageError("--in-batch applies to --loss softmax")
+        if args.neg_weight is not None:
+            raise UsageError("--neg-weight applies to --loss softmax")
+        if args.include_positive is not None:
+            raise UsageError("--include-positive applies to --loss softmax")
+    if args.neg_weight is not None and not (math.isfinite(args.neg_weight) and args.neg_weight > 0):
+        raise UsageError(f"--neg-weight must be a finite number > 0, got {args.neg_weight}")
     if not 0.0 <= args.valid_fraction < 1.0:
         raise UsageError(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")
     if args.data is None and args.test is not None:
@@ -286,6 +310,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
     common["progress"] = not args.no_progress and _stderr_is_a_terminal()
     tuning: dict[str, Any] = {
         "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
         "similarity": args.similarity,
         "init_std": args.init_std,
     }
@@ -335,6 +360,8 @@ def _recipe(
         loss,
         reg=None if softmax else args.reg,
         temperature=temperature,
+        neg_weight=args.neg_weight if softmax else None,
+        include_positive=args.include_positive if softmax else None,
         name=name,
         sampler=sampler,
         **tuning,

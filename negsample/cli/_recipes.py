@@ -34,9 +34,13 @@ Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 LOSSES = ("bce", "bpr", "softmax")
+# The softmax recipe's weight of the negatives (chosen on a validation split: docs/benchmarks).
+SOFTMAX_NEG_WEIGHT = 1.22
 Similarity = Literal["dot", "cosine"]
 Candidates = Literal["uniform", "popularity"]
 Selection = Literal["topk", "softmax"]
+Schedule = Literal["constant", "cosine"]
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,16 @@ class RunConfig:
     patience: int = 10
     batch_size: int = 2048
     lr: float = 5e-3
+    # "cosine": the rate decays per step from lr to 0 over `epochs` (fixed in advance).
+    lr_schedule: Schedule = "constant"
     reg: float = 2e-2
     similarity: Similarity = "dot"
     init_std: float = 0.1
     num_negatives: int = 1024
     in_batch: bool = False
+    # --loss softmax: the weight of the negatives' log-sum-exp, the positive in the normaliser.
+    neg_weight: float = 1.0
+    include_positive: bool = True
     num_candidates: int = 10
     num_hard: int = 2
     num_random: int = 2
@@ -87,22 +96,33 @@ def recipe(
     similarity: Similarity | None = None,
     init_std: float | None = None,
     temperature: float | None = None,
+    lr_schedule: Schedule | None = None,
+    neg_weight: float | None = None,
+    include_positive: bool | None = None,
     **options: Any,
 ) -> RunConfig:
     """The :class:`RunConfig` of ``loss`` with its defaults where an option is ``None``.
 
-    BPR and BCE: Adam 5e-3, L2 weight 2e-2, dot scores, initial std 0.1.
-    Softmax: Adam 1e-3, no L2 penalty, cosine scores at temperature 0.1,
-    initial std 1e-4.
+    BPR and BCE: Adam 5e-3 at a constant rate, L2 weight 2e-2, dot scores,
+    initial std 1e-1. Softmax: Adam 1e-3 decaying to 0 on a cosine over the
+    epochs, no L2 penalty, cosine scores at temperature 0.1, initial std 1e-4,
+    the negatives' log-sum-exp weighted 1.22 against the positive, which is
+    left out of the normaliser (the bilateral softmax loss as its authors'
+    code computes it; see the docs page "Softmax losses").
     """
     softmax = loss == "softmax"
     if similarity is None:
         similarity = "cosine" if softmax else "dot"
     if softmax and temperature is None:
         temperature = 0.1
+    if lr_schedule is None:
+        lr_schedule = "cosine" if softmax else "constant"
     return RunConfig(
         loss=loss,
         lr=(1e-3 if softmax else 5e-3) if lr is None else lr,
+        lr_schedule=lr_schedule,
+        neg_weight=(SOFTMAX_NEG_WEIGHT if softmax else 1.0) if neg_weight is None else neg_weight,
+        include_positive=(not softmax) if include_positive is None else include_positive,
         reg=(0.0 if softmax else 2e-2) if reg is None else reg,
         similarity=similarity,
         init_std=(1e-4 if similarity == "cosine" else 0.1) if init_std is None else init_std,
@@ -186,7 +206,11 @@ def softmax_step(
         validate=False,
     )
     assert config.temperature is not None  # recipe() sets it for the softmax loss
-    loss_fn = SampledSoftmaxLoss(config.temperature)
+    loss_fn = SampledSoftmaxLoss(
+        config.temperature,
+        neg_weight=config.neg_weight,
+        include_positive=config.include_positive,
+    )
     hard = row_sampler(config, index)
     log_k, log_n = math.log(k), math.log(index.num_items)
     in_batch = config.in_batch
@@ -228,6 +252,19 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Opt
         return torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def learning_rate(config: RunConfig, step: int, steps_per_epoch: int) -> float:
+    """The rate of optimizer step ``step`` (from 0) under ``config.lr_schedule``.
+
+    ``"cosine"`` decays from ``config.lr`` to 0 over ``config.epochs`` epochs
+    of ``steps_per_epoch`` steps, so a run stopped early (or retrained for
+    fewer epochs) follows the same rates as far as it goes.
+    """
+    if config.lr_schedule == "constant":
+        return config.lr
+    total = config.epochs * steps_per_epoch
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 # loss name -> a function (config, model, training index on the device, scorer) that returns

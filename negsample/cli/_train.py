@@ -13,7 +13,7 @@ import torch
 
 from negsample import MFModel, PositiveIndex
 from negsample.cli._data import Data
-from negsample.cli._recipes import RunConfig, make_optimizer, make_step
+from negsample.cli._recipes import RunConfig, learning_rate, make_optimizer, make_step
 from negsample.metrics import evaluate
 
 T = TypeVar("T")
@@ -98,6 +98,7 @@ def train(
     spent = 0.0
     budget = config.time_budget
     out_of_time = False
+    step_no = 0
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         order = torch.randperm(users_all.numel(), generator=order_gen, device=device)
@@ -107,6 +108,11 @@ def train(
             torch.split(order, config.batch_size), num_batches, f"{name} {epoch}", config.progress
         )
         for batch in batches:
+            if config.lr_schedule != "constant":
+                rate = learning_rate(config, step_no, num_batches)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
+            step_no += 1
             loss = step(users_all[batch], items_all[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
