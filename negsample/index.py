@@ -556,6 +556,32 @@ class PositiveIndex:
         start, end = int(self._indptr[user]), int(self._indptr[user + 1])
         return self._items_at(torch.arange(start, end, device=self.device))
 
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every ``(user, item)`` positive as two parallel ``int64`` tensors.
+
+        Sorted by user, then item (CSR order), on the index's device: ready for
+        a ``torch.utils.data.TensorDataset`` or a shuffled batch loop. The
+        inverse of :meth:`from_pairs` (up to order and duplicates).
+
+        Returns:
+            ``(users, items)``, each ``int64`` of shape ``(num_interactions,)``.
+
+        Example:
+            >>> users, items = PositiveIndex.from_dict({0: [3, 1], 2: [0]}).pairs()
+            >>> users.tolist(), items.tolist(), users.dtype
+            ([0, 0, 2], [1, 3, 0], torch.int64)
+        """
+        if self._flat:
+            # The flat keys are user * num_items + item: one division gives both.
+            keys = self._items.long()
+            return keys // self._num_items, keys % self._num_items
+        users = torch.repeat_interleave(
+            torch.arange(self.num_users, device=self.device),
+            (self._indptr[1:] - self._indptr[:-1]).long(),
+            output_size=self.num_interactions,
+        )
+        return users, self._items.long()
+
     def contains(self, users: IdsLike, items: IdsLike, *, validate: bool = True) -> torch.Tensor:
         """Whether each ``(user, item)`` pair is a known positive.
 
