@@ -506,7 +506,8 @@ class PositiveIndex:
                 ``validate``) an id is out of range.
 
         Example:
-            >>> PositiveIndex.from_dict({0: [1, 2]}, num_users=2).degree(torch.tensor([0, 1])).tolist()
+            >>> index = PositiveIndex.from_dict({0: [1, 2]}, num_users=2)
+            >>> index.degree(torch.tensor([0, 1])).tolist()
             [2, 0]
         """
         users_t = self._users(users, validate=validate)
@@ -528,7 +529,8 @@ class PositiveIndex:
                 ``validate``) an id is out of range.
 
         Example:
-            >>> PositiveIndex.from_dict({0: [1, 2]}, num_items=4).complement_size(torch.tensor([0])).tolist()
+            >>> index = PositiveIndex.from_dict({0: [1, 2]}, num_items=4)
+            >>> index.complement_size(torch.tensor([0])).tolist()
             [2]
         """
         return self._num_items - self.degree(users, validate=validate)
@@ -719,7 +721,7 @@ class PositiveIndex:
             >>> index.check_samplable(torch.tensor([1, 0]))
             Traceback (most recent call last):
             ...
-            negsample.errors.EmptyComplementError: user 0 has every one of the 2 items as a positive, ...
+            negsample.errors.EmptyComplementError: user 0 has every one of the 2 items ...
         """
         users_t = users.long()
         full = self._complement_sizes(users_t) <= 0

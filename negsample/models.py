@@ -460,7 +460,8 @@ class MFModel(nn.Module):
             >>> with torch.no_grad():
             ...     _ = model.user_embedding.weight.fill_(1.0)
             ...     _ = model.item_embedding.weight.fill_(2.0)
-            >>> model.l2_regularization(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[1, 2], [2, 0]]))
+            >>> users, pos_items = torch.tensor([0, 1]), torch.tensor([0, 1])
+            >>> model.l2_regularization(users, pos_items, torch.tensor([[1, 2], [2, 0]]))
             tensor(13., grad_fn=<DivBackward0>)
         """
         users_t = self._user_ids(users)

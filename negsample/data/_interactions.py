@@ -102,7 +102,8 @@ class Interactions:
         """A new dict from raw user id to internal user id (integer raw ids as ``int``).
 
         Example:
-            >>> Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3])).user_lookup()
+            >>> data = Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3]))
+            >>> data.user_lookup()
             {7: 0}
         """
         return _lookup(self.user_ids)
@@ -111,7 +112,8 @@ class Interactions:
         """A new dict from raw item id to internal item id (integer raw ids as ``int``).
 
         Example:
-            >>> Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3])).item_lookup()
+            >>> data = Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3]))
+            >>> data.item_lookup()
             {3: 0}
         """
         return _lookup(self.item_ids)
