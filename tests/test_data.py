@@ -645,7 +645,13 @@ def test_synthetic_dataset_degree_sigma_sets_the_spread_of_user_degrees() -> Non
     assert ginis[0] < ginis[1] < ginis[2] < ginis[3], ginis
     heavy = synthetic_dataset(800, 500, interactions_per_user=20, degree_sigma=1.5, seed=1)
     degrees = heavy.degree(torch.arange(800))
-    assert int(degrees.min()) >= 2 and int(degrees.max()) <= 499
+    assert int(degrees.min()) == 2 and int(degrees.max()) <= 499
+    floored = synthetic_dataset(
+        800, 500, interactions_per_user=20, degree_sigma=1.5, min_interactions=8, seed=1
+    ).degree(torch.arange(800))
+    assert int(floored.min()) == 8
+    # The floor lifts only the light users: the others keep their degree.
+    assert torch.equal(floored[degrees >= 8], degrees[degrees >= 8])
 
 
 def test_synthetic_dataset_rejects_bad_noise_and_degree_sigma() -> None:
@@ -659,6 +665,12 @@ def test_synthetic_dataset_rejects_bad_noise_and_degree_sigma() -> None:
             synthetic_dataset(10, 10, interactions_per_user=5, degree_sigma=sigma)
     with pytest.raises(TypeError, match="degree_sigma"):
         synthetic_dataset(10, 10, interactions_per_user=5, degree_sigma=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_interactions must be >= 2"):
+        synthetic_dataset(10, 10, interactions_per_user=5, min_interactions=1)
+    with pytest.raises(ValueError, match="min_interactions must be <= interactions_per_user = 5"):
+        synthetic_dataset(10, 10, interactions_per_user=5, min_interactions=6)
+    with pytest.raises(TypeError, match="min_interactions"):
+        synthetic_dataset(10, 10, interactions_per_user=5, min_interactions=3.0)  # type: ignore[arg-type]
 
 
 def recall_at_20(scores: np.ndarray, train: np.ndarray, valid: np.ndarray) -> float:

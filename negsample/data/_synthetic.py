@@ -25,6 +25,7 @@ def synthetic_dataset(
     temperature: float = 0.15,
     noise_fraction: float = 0.3,
     degree_sigma: float = 1.0,
+    min_interactions: int = 2,
     seed: int = 0,
 ) -> PositiveIndex:
     """Positives with a planted low-rank structure, Zipf-like popularity and noise.
@@ -34,7 +35,7 @@ def synthetic_dataset(
     gets a number of positives ``n_u``, log-normal with mean about
     ``interactions_per_user`` and log-scale ``degree_sigma`` (1.0 gives
     heavy-tailed degrees like those of check-in data), clipped to
-    ``[2, num_items - 1]``. Of these, ``round(noise_fraction * n_u)`` are drawn
+    ``[min_interactions, num_items - 1]``. Of these, ``round(noise_fraction * n_u)`` are drawn
     by popularity alone, with probability proportional to
     ``(1 + r_i) ** -popularity_alpha``: interactions that no taste explains.
     The others are drawn without replacement with probability proportional to::
@@ -64,11 +65,14 @@ def synthetic_dataset(
             only, in ``[0, 1)``.
         degree_sigma: Log-scale of the log-normal number of positives per
             user, ``>= 0`` (0: every user has ``interactions_per_user``).
+        min_interactions: Fewest positives of a user, in
+            ``[2, interactions_per_user]`` (like the core filtering of real
+            datasets).
         seed: Seed, an int ``>= 0``.
 
     Returns:
         The positives as a :class:`~negsample.PositiveIndex` of shape
-        ``(num_users, num_items)``; every user has at least 2.
+        ``(num_users, num_items)``; every user has at least ``min_interactions``.
 
     Example:
         >>> import torch
@@ -90,6 +94,11 @@ def synthetic_dataset(
     if noise >= 1:
         raise ValueError(f"noise_fraction must be in [0, 1), got {noise}")
     sigma = _check_float("degree_sigma", degree_sigma, positive=False)
+    min_degree = check_int("min_interactions", min_interactions, minimum=2)
+    if min_degree > mean_degree:
+        raise ValueError(
+            f"min_interactions must be <= interactions_per_user = {mean_degree}, got {min_degree}"
+        )
     seed = check_int("seed", seed, minimum=0)
 
     rng = np.random.default_rng(seed)
@@ -97,7 +106,7 @@ def synthetic_dataset(
     item_factors = rng.standard_normal((num_items, dim)) / (math.sqrt(dim) * temp)
     log_popularity = -alpha * np.log1p(rng.permutation(num_items))
     sizes = rng.lognormal(math.log(mean_degree) - sigma**2 / 2, sigma, num_users)
-    degrees = np.clip(np.rint(sizes), 2, num_items - 1).astype(np.int64)
+    degrees = np.clip(np.rint(sizes), min_degree, num_items - 1).astype(np.int64)
     # Of each user's positives, this many are drawn by popularity alone, the rest by taste.
     noisy = np.rint(noise * degrees).astype(np.int64)
 
