@@ -49,7 +49,7 @@ def test_train_mf_on_builtin_data_beats_random_ranking_with_both_samplers() -> N
     assert set(table) == {"hard", "uniform"}, out
     for name, (epochs, chosen, _, recall, *_) in table.items():
         assert 1 <= chosen <= epochs <= 8, out
-        # Random ranking of 1000 items gives recall@20 of about 20 / 1000 = 0.02.
+        # Random ranking of 3000 items gives recall@20 of about 20 / 3000 = 0.007.
         assert recall > 0.1, out
         assert (
             f"[{name:>7}] restored the weights of epoch {int(chosen)}, chosen on the validation split"
@@ -268,7 +268,7 @@ def test_train_mf_softmax_with_shared_in_batch_and_hard_negatives_learns() -> No
     assert "in-batch negatives" in out and "the 2 top-scored of 10 per row" in out, out
     rows = summary_rows(out, "validation metrics")
     # Both runs (shared + in-batch, and with hard negatives) far above random ranking
-    # (recall@20 of about 20 / 1000 items on the synthetic data).
+    # (recall@20 of about 20 / 3000 items on the synthetic data).
     for name in ("hard", "uniform"):
         assert rows[name][3] > 0.1, out
 
@@ -308,7 +308,7 @@ def test_train_mf_keeps_freed_memory_for_reuse_under_glibc(monkeypatch: pytest.M
 def test_train_mf_time_budget_reports_the_loss_of_the_pairs_it_trained_on() -> None:
     # A budget that runs out after the first batch: the epoch's loss is the mean over
     # the 64 pairs trained on (BPR near log 2 = 0.693 at initialisation, plus the L2
-    # term), not their sum divided by all ~39,000 pairs of the epoch (about 0.001).
+    # term), not their sum divided by all ~32,000 pairs of the epoch (about 0.001).
     out = run_example(
         "train_mf.py",
         "--sampler",
