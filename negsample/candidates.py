@@ -87,7 +87,8 @@ class UniformCandidates:
         >>> source = UniformCandidates(index)
         >>> source.draw(torch.tensor([0]), torch.tensor([[1, 3, 4, 0, 5 + 2]])).tolist()
         [[1, 3, 4, 1, 3]]
-        >>> round(float(source.log_prob(torch.tensor([0]), torch.tensor([[1]]))), 4)  # log(1/3)
+        >>> log_q = source.log_prob(torch.tensor([0]), torch.tensor([[1]]))
+        >>> round(float(log_q), 4)  # log(1/3)
         -1.0986
     """
 

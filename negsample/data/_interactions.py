@@ -92,7 +92,8 @@ class Interactions:
         """The pairs as a :class:`~negsample.PositiveIndex` over all users and items.
 
         Example:
-            >>> data = Interactions(np.array([1, 1]), np.array([2, 2]), np.arange(3), np.arange(4))
+            >>> users, items = np.array([1, 1]), np.array([2, 2])
+            >>> data = Interactions(users, items, np.arange(3), np.arange(4))
             >>> data.to_index()
             PositiveIndex(num_users=3, num_items=4, num_interactions=1, device=cpu)
         """
