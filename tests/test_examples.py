@@ -257,7 +257,7 @@ def test_train_mf_softmax_with_shared_in_batch_and_hard_negatives_learns() -> No
         "--num-negatives",
         "256",
         "--epochs",
-        "4",
+        "8",
         "--patience",
         "0",
         "--ks",
@@ -268,7 +268,8 @@ def test_train_mf_softmax_with_shared_in_batch_and_hard_negatives_learns() -> No
     assert "in-batch negatives" in out and "the 2 top-scored of 10 per row" in out, out
     rows = summary_rows(out, "validation metrics")
     # Both runs (shared + in-batch, and with hard negatives) far above random ranking
-    # (recall@20 of about 20 / 3000 items on the synthetic data).
+    # (recall@20 of about 20 / 3000 items on the synthetic data). The cosine model starts
+    # from near-zero embeddings: on the built-in data it passes 0.1 after about 6 epochs.
     for name in ("hard", "uniform"):
         assert rows[name][3] > 0.1, out
 
