@@ -269,7 +269,8 @@ def test_train_mf_softmax_with_shared_in_batch_and_hard_negatives_learns() -> No
     rows = summary_rows(out, "validation metrics")
     # Both runs (shared + in-batch, and with hard negatives) far above random ranking
     # (recall@20 of about 20 / 3000 items on the synthetic data). The cosine model starts
-    # from near-zero embeddings: on the built-in data it passes 0.1 after about 6 epochs.
+    # from near-zero embeddings: on the built-in data the default softmax run (1024 shared
+    # candidates) passed 0.1 at epoch 7, and this one was at 0.02 to 0.03 after 4 epochs.
     for name in ("hard", "uniform"):
         assert rows[name][3] > 0.1, out
 
