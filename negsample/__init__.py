@@ -5,7 +5,9 @@ Example:
     >>> from negsample import BPRLoss, HardNegativeSampler, MFModel, PositiveIndex
     >>> index = PositiveIndex.from_dict({0: {1, 2}, 1: {0}}, num_items=8)
     >>> model = MFModel(index.num_users, index.num_items, dim=4)
-    >>> sampler = HardNegativeSampler(index, num_candidates=5, num_hard=1, num_random=1, generator=0)
+    >>> sampler = HardNegativeSampler(
+    ...     index, num_candidates=5, num_hard=1, num_random=1, generator=0
+    ... )
     >>> users, pos_items = torch.tensor([0, 1]), torch.tensor([1, 0])
     >>> neg_items = sampler.sample(users, model)
     >>> neg_items.shape

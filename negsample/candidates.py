@@ -87,7 +87,8 @@ class UniformCandidates:
         >>> source = UniformCandidates(index)
         >>> source.draw(torch.tensor([0]), torch.tensor([[1, 3, 4, 0, 5 + 2]])).tolist()
         [[1, 3, 4, 1, 3]]
-        >>> round(float(source.log_prob(torch.tensor([0]), torch.tensor([[1]]))), 4)  # log(1/3)
+        >>> log_q = source.log_prob(torch.tensor([0]), torch.tensor([[1]]))
+        >>> round(float(log_q), 4)  # log(1/3)
         -1.0986
     """
 
@@ -391,7 +392,8 @@ class PopularityCandidates:
         [2.0, 1.0, 0.0, 1.0, 0.0]
         >>> torch.exp(source.log_prob(torch.tensor([0]), torch.tensor([[1, 3]]))).tolist()
         [[0.5, 0.5]]
-        >>> sorted(set(source.draw(torch.tensor([0]), torch.arange(0, 2**62, 2**56)[None]).tolist()[0]))
+        >>> bits = torch.arange(0, 2**62, 2**56)[None]  # 64 evenly spread draws
+        >>> sorted(set(source.draw(torch.tensor([0]), bits).tolist()[0]))
         [1, 3]
     """
 

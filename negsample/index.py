@@ -506,7 +506,8 @@ class PositiveIndex:
                 ``validate``) an id is out of range.
 
         Example:
-            >>> PositiveIndex.from_dict({0: [1, 2]}, num_users=2).degree(torch.tensor([0, 1])).tolist()
+            >>> index = PositiveIndex.from_dict({0: [1, 2]}, num_users=2)
+            >>> index.degree(torch.tensor([0, 1])).tolist()
             [2, 0]
         """
         users_t = self._users(users, validate=validate)
@@ -528,7 +529,8 @@ class PositiveIndex:
                 ``validate``) an id is out of range.
 
         Example:
-            >>> PositiveIndex.from_dict({0: [1, 2]}, num_items=4).complement_size(torch.tensor([0])).tolist()
+            >>> index = PositiveIndex.from_dict({0: [1, 2]}, num_items=4)
+            >>> index.complement_size(torch.tensor([0])).tolist()
             [2]
         """
         return self._num_items - self.degree(users, validate=validate)
@@ -555,6 +557,32 @@ class PositiveIndex:
             raise ValueError(f"user must be a user id in [0, {self.num_users}), got {user}")
         start, end = int(self._indptr[user]), int(self._indptr[user + 1])
         return self._items_at(torch.arange(start, end, device=self.device))
+
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every ``(user, item)`` positive as two parallel ``int64`` tensors.
+
+        Sorted by user, then item (CSR order), on the index's device: ready for
+        a ``torch.utils.data.TensorDataset`` or a shuffled batch loop. The
+        inverse of :meth:`from_pairs` (up to order and duplicates).
+
+        Returns:
+            ``(users, items)``, each ``int64`` of shape ``(num_interactions,)``.
+
+        Example:
+            >>> users, items = PositiveIndex.from_dict({0: [3, 1], 2: [0]}).pairs()
+            >>> users.tolist(), items.tolist(), users.dtype
+            ([0, 0, 2], [1, 3, 0], torch.int64)
+        """
+        if self._flat:
+            # The flat keys are user * num_items + item: one division gives both.
+            keys = self._items.long()
+            return keys // self._num_items, keys % self._num_items
+        users = torch.repeat_interleave(
+            torch.arange(self.num_users, device=self.device),
+            (self._indptr[1:] - self._indptr[:-1]).long(),
+            output_size=self.num_interactions,
+        )
+        return users, self._items.long()
 
     def contains(self, users: IdsLike, items: IdsLike, *, validate: bool = True) -> torch.Tensor:
         """Whether each ``(user, item)`` pair is a known positive.
@@ -693,7 +721,7 @@ class PositiveIndex:
             >>> index.check_samplable(torch.tensor([1, 0]))
             Traceback (most recent call last):
             ...
-            negsample.errors.EmptyComplementError: user 0 has every one of the 2 items as a positive, ...
+            negsample.errors.EmptyComplementError: user 0 has every one of the 2 items ...
         """
         users_t = users.long()
         full = self._complement_sizes(users_t) <= 0

@@ -505,7 +505,9 @@ def evaluate(
     if train_index.num_items != num_items:
         raise ValueError(
             f"train_index and test_index must have the same num_items, got "
-            f"{train_index.num_items} and {num_items}"
+            f"{train_index.num_items} and {num_items}; build the test index with "
+            f"num_items=train.num_items (or load its file with like= the training "
+            f"Interactions) so that both share one item id space"
         )
     cutoffs = _check_ks(ks, num_items)
     names = _check_metrics(metrics)

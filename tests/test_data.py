@@ -711,6 +711,66 @@ def test_synthetic_dataset_rejects_bad_arguments() -> None:
         synthetic_dataset(10, 10, interactions_per_user=5, dim=2.5)  # type: ignore[arg-type]
 
 
+def degree_gini(index: PositiveIndex) -> float:
+    degrees = np.sort(np.diff(index.indptr.long().numpy())).astype(np.float64)
+    n = degrees.size
+    return float((2 * np.arange(1, n + 1) - n - 1) @ degrees / (n * degrees.sum()))
+
+
+def test_synthetic_dataset_noise_keeps_degrees_and_moves_positives_to_popular_items() -> None:
+    # Same seed: the degrees are drawn before any positive, so noise changes which items
+    # a user has, never how many; the popularity-only share piles onto the popular head.
+    noiseless = synthetic_dataset(600, 400, noise_fraction=0.0, seed=2)
+    shares = [top_decile_share(noiseless)]
+    for noise in (0.5, 0.9):
+        index = synthetic_dataset(600, 400, noise_fraction=noise, seed=2)
+        again = synthetic_dataset(600, 400, noise_fraction=noise, seed=2)
+        assert torch.equal(index.indices, again.indices)
+        assert torch.equal(index.indptr, noiseless.indptr)
+        assert not torch.equal(index.indices, noiseless.indices)
+        shares.append(top_decile_share(index))
+    assert shares[0] < shares[1] < shares[2], shares
+
+
+def test_synthetic_dataset_degree_sigma_sets_the_spread_of_user_degrees() -> None:
+    flat = synthetic_dataset(800, 500, interactions_per_user=20, degree_sigma=0.0, seed=1)
+    assert set(flat.degree(torch.arange(800)).tolist()) == {20}
+    ginis = [
+        degree_gini(synthetic_dataset(800, 500, interactions_per_user=20, degree_sigma=s, seed=1))
+        for s in (0.0, 0.5, 1.0, 1.5)
+    ]
+    assert ginis[0] == 0.0
+    assert ginis[0] < ginis[1] < ginis[2] < ginis[3], ginis
+    heavy = synthetic_dataset(800, 500, interactions_per_user=20, degree_sigma=1.5, seed=1)
+    degrees = heavy.degree(torch.arange(800))
+    assert int(degrees.min()) == 2 and int(degrees.max()) <= 499
+    floored = synthetic_dataset(
+        800, 500, interactions_per_user=20, degree_sigma=1.5, min_interactions=8, seed=1
+    ).degree(torch.arange(800))
+    assert int(floored.min()) == 8
+    # The floor lifts only the light users: the others keep their degree.
+    assert torch.equal(floored[degrees >= 8], degrees[degrees >= 8])
+
+
+def test_synthetic_dataset_rejects_bad_noise_and_degree_sigma() -> None:
+    for noise in (1.0, 1.5, -0.1, math.nan):
+        with pytest.raises(ValueError, match="noise_fraction"):
+            synthetic_dataset(10, 10, interactions_per_user=5, noise_fraction=noise)
+    with pytest.raises(TypeError, match="noise_fraction"):
+        synthetic_dataset(10, 10, interactions_per_user=5, noise_fraction="0.3")  # type: ignore[arg-type]
+    for sigma in (-0.5, math.inf):
+        with pytest.raises(ValueError, match="degree_sigma"):
+            synthetic_dataset(10, 10, interactions_per_user=5, degree_sigma=sigma)
+    with pytest.raises(TypeError, match="degree_sigma"):
+        synthetic_dataset(10, 10, interactions_per_user=5, degree_sigma=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_interactions must be >= 2"):
+        synthetic_dataset(10, 10, interactions_per_user=5, min_interactions=1)
+    with pytest.raises(ValueError, match="min_interactions must be <= interactions_per_user = 5"):
+        synthetic_dataset(10, 10, interactions_per_user=5, min_interactions=6)
+    with pytest.raises(TypeError, match="min_interactions"):
+        synthetic_dataset(10, 10, interactions_per_user=5, min_interactions=3.0)  # type: ignore[arg-type]
+
+
 def recall_at_20(scores: np.ndarray, train: np.ndarray, valid: np.ndarray) -> float:
     """Mean Recall@20 over users with held-out items, training items excluded."""
     ranked = np.argsort(-np.where(train, -np.inf, scores), axis=1, kind="stable")[:, :20]

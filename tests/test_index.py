@@ -293,6 +293,52 @@ def test_indices_of_one_user_with_a_power_of_two_catalogue(
     assert not bool(index.contains(torch.zeros(200, 1, dtype=torch.int64), negatives).any())
 
 
+@pytest.mark.parametrize(("search", "position_dtype"), SEARCHES)
+@pytest.mark.parametrize(
+    ("num_items", "item_dtype"), [(100, torch.int8), (1_000, torch.int16), (40_981, torch.int32)]
+)
+def test_pairs_round_trip_through_from_pairs_on_both_layouts(
+    search: str, position_dtype: torch.dtype, num_items: int, item_dtype: torch.dtype
+) -> None:
+    rng = np.random.default_rng(0)
+    positives = [set(rng.choice(num_items, size=k, replace=False).tolist()) for k in (5, 0, 1, 30)]
+    positives[0] |= {0, num_items - 1}
+    index = build_with(search, position_dtype, positives, num_items)
+    assert index.indices.dtype == item_dtype
+    users, items = index.pairs()
+    assert users.dtype == items.dtype == torch.int64
+    expected = [(u, i) for u, row in enumerate(positives) for i in sorted(row)]
+    assert list(zip(users.tolist(), items.tolist(), strict=True)) == expected
+    again = PositiveIndex.from_pairs(users, items, index.num_users, num_items)
+    assert torch.equal(again.indptr, index.indptr)
+    assert torch.equal(again.indices, index.indices)
+
+
+@pytest.mark.parametrize("flat_keys_max", [2**31 - 1, -1])
+@pytest.mark.parametrize("num_items", [2**7, 2**15])
+def test_pairs_of_one_user_with_a_power_of_two_catalogue(
+    monkeypatch: pytest.MonkeyPatch, flat_keys_max: int, num_items: int
+) -> None:
+    # One user: the flat keys take the dtype whose maximum is num_items - 1 (as for indices).
+    monkeypatch.setattr(index_module, "_FLAT_KEYS_MAX", flat_keys_max)
+    index = PositiveIndex.from_dict({0: [0, num_items // 2, num_items - 1]}, num_items=num_items)
+    users, items = index.pairs()
+    assert users.tolist() == [0, 0, 0]
+    assert items.tolist() == [0, num_items // 2, num_items - 1]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pairs_of_an_empty_index_and_on_the_index_device(device: str) -> None:
+    empty = PositiveIndex.from_pairs([], [], num_users=3, num_items=4).to(device)
+    users, items = empty.pairs()
+    assert users.shape == items.shape == (0,)
+    assert users.dtype == items.dtype == torch.int64
+    index = PositiveIndex.from_dict({1: [2, 0]}, num_items=3).to(device)
+    users, items = index.pairs()
+    assert users.device.type == items.device.type == device
+    assert (users.tolist(), items.tolist()) == ([1, 1], [0, 2])
+
+
 def test_int32_ids_are_not_widened() -> None:
     users = np.array([1, 0, 1], dtype=np.int32)
     assert _id_array("users", users) is users

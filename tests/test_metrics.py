@@ -628,7 +628,9 @@ def test_evaluate_errors() -> None:
     with pytest.raises(ValueError, match=r"ks must not repeat a cut-off, got \[2, 2\]"):
         evaluate(model, train, test, ks=(2, 2))
     other = PositiveIndex.from_dict(TEST, num_users=3, num_items=7)
-    with pytest.raises(ValueError, match="same num_items, got 6 and 7"):
+    with pytest.raises(
+        ValueError, match=r"same num_items, got 6 and 7; build the test index with num_items="
+    ):
         evaluate(model, train, other, ks=2)
     with pytest.raises(TypeError, match="test_index must be a PositiveIndex, got dict"):
         evaluate(model, train, TEST, ks=2)  # type: ignore[arg-type]

@@ -92,7 +92,8 @@ class Interactions:
         """The pairs as a :class:`~negsample.PositiveIndex` over all users and items.
 
         Example:
-            >>> data = Interactions(np.array([1, 1]), np.array([2, 2]), np.arange(3), np.arange(4))
+            >>> users, items = np.array([1, 1]), np.array([2, 2])
+            >>> data = Interactions(users, items, np.arange(3), np.arange(4))
             >>> data.to_index()
             PositiveIndex(num_users=3, num_items=4, num_interactions=1, device=cpu)
         """
@@ -102,7 +103,8 @@ class Interactions:
         """A new dict from raw user id to internal user id (integer raw ids as ``int``).
 
         Example:
-            >>> Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3])).user_lookup()
+            >>> data = Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3]))
+            >>> data.user_lookup()
             {7: 0}
         """
         return _lookup(self.user_ids)
@@ -111,7 +113,8 @@ class Interactions:
         """A new dict from raw item id to internal item id (integer raw ids as ``int``).
 
         Example:
-            >>> Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3])).item_lookup()
+            >>> data = Interactions(np.array([0]), np.array([0]), np.array([7]), np.array([3]))
+            >>> data.item_lookup()
             {3: 0}
         """
         return _lookup(self.item_ids)

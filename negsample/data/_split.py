@@ -37,7 +37,8 @@ def holdout_split(
         >>> import torch
         >>> index = PositiveIndex.from_dict({0: range(10), 1: [4]}, num_items=10)
         >>> train, valid = holdout_split(index, 0.2, seed=0)
-        >>> train.degree(torch.tensor([0, 1])).tolist(), valid.degree(torch.tensor([0, 1])).tolist()
+        >>> users = torch.tensor([0, 1])
+        >>> train.degree(users).tolist(), valid.degree(users).tolist()
         ([8, 1], [2, 0])
     """
     if not isinstance(index, PositiveIndex):
