@@ -103,24 +103,23 @@ def recipe(
 ) -> RunConfig:
     """The :class:`RunConfig` of ``loss`` with its defaults where an option is ``None``.
 
-    BPR and BCE: Adam 5e-3 at a constant rate, L2 weight 2e-2, dot scores,
-    initial std 1e-1. Softmax: Adam 1e-3 decaying to 0 on a cosine over the
-    epochs, no L2 penalty, cosine scores at temperature 0.1, initial std 1e-4,
-    the negatives' log-sum-exp weighted 1.22 against the positive, which is
-    left out of the normaliser (the bilateral softmax loss as its authors'
-    code computes it; see the docs page "Softmax losses").
+    BPR and BCE: Adam 5e-3, L2 weight 2e-2, dot scores, initial std 1e-1.
+    Softmax: Adam 1e-3, no L2 penalty, cosine scores at temperature 0.1,
+    initial std 1e-4, the negatives' log-sum-exp weighted 1.22 against the
+    positive, which is left out of the normaliser (the bilateral softmax loss
+    as its authors' code computes it; see the docs page "Softmax losses").
+    Both at a constant rate (``lr_schedule="cosine"`` lost on the validation
+    screens: docs/benchmarks).
     """
     softmax = loss == "softmax"
     if similarity is None:
         similarity = "cosine" if softmax else "dot"
     if softmax and temperature is None:
         temperature = 0.1
-    if lr_schedule is None:
-        lr_schedule = "cosine" if softmax else "constant"
     return RunConfig(
         loss=loss,
         lr=(1e-3 if softmax else 5e-3) if lr is None else lr,
-        lr_schedule=lr_schedule,
+        lr_schedule="constant" if lr_schedule is None else lr_schedule,
         neg_weight=(SOFTMAX_NEG_WEIGHT if softmax else 1.0) if neg_weight is None else neg_weight,
         include_positive=(not softmax) if include_positive is None else include_positive,
         reg=(0.0 if softmax else 2e-2) if reg is None else reg,
