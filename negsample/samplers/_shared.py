@@ -3,14 +3,13 @@
 The same ``K`` candidates for every row of a batch (drawn from the whole
 catalogue, or the batch's own positives for in-batch negatives), returned as
 :class:`SharedNegatives` with the exact ``(B, K)`` mask of known positives.
-The mask is computed three ways, side by side:
+The mask's reference and vectorized implementations sit side by side:
 
 * ``_shared_mask_reference``: each row's positives as a Python set, each
   candidate looked up in it; the oracle.
-* ``_shared_mask``: the batched kernel; on devices without data-dependent
-  shapes it pads each row to ``max_degree`` and marks the covered slots with a
-  running sum;
-* ``_shared_mask_compacting``: its CPU branch, expanding only the hits.
+* ``_shared_mask``: batched, with fixed shapes (each row padded to
+  ``max_degree``, the covered slots marked by a running sum), except on the
+  CPU, where ``_shared_mask_compacting`` expands only the hits.
 
 The generator, random state and user checks come from ``_base``; the catalogue
 draws (uniform, or Walker's alias table for popularity) from
