@@ -56,7 +56,9 @@ from _common import load_index, machine, time_side_by_side
 from bench_recipes import approximate_recipe
 
 from negsample import BPRLoss, HardNegativeSampler, MFModel, PositiveIndex
-from negsample.samplers import _TAKEN, HardDraws, _score
+from negsample.samplers import HardDraws
+from negsample.samplers._hard import _score
+from negsample.samplers._selection import _TAKEN
 
 M, HARD, RANDOM, DIM = 10, 2, 2, 64
 

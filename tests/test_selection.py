@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from negsample.samplers import _highest_slots, _smallest_free_slots, _unique_score_keys
+from negsample.samplers._selection import _highest_slots, _smallest_free_slots, _unique_score_keys
 
 TIE_VALUES = [-math.inf, -1.5, -0.0, 0.0, 0.5, 1.0, math.inf, math.nan, -math.nan]
 """Few distinct values, so ties are frequent; -0.0 == 0.0, and NaN of either sign."""
