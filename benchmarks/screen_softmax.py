@@ -6,6 +6,8 @@ Usage::
     python benchmarks/screen_softmax.py --data data/gowalla --temperature 0.07
     python benchmarks/screen_softmax.py --data data/gowalla --batch-size 1024
     python benchmarks/screen_softmax.py --data data/gowalla --exclude-positive
+    python benchmarks/screen_softmax.py --data data/gowalla --in-batch --exclude-positive \
+        --neg-weight 1.22 --hard 64 4
     python benchmarks/screen_softmax.py --data data/gowalla --user-uniform
     python benchmarks/screen_softmax.py --data data/gowalla --device cuda --epochs 500 --eval-every 25
 
@@ -20,8 +22,13 @@ file is never read: this is how the settings of the Gowalla softmax runs in
 the docs were chosen (docs/benchmarks.rst, "Softmax losses on Gowalla").
 
 Variants: ``--temperature``, ``--batch-size``, ``--num-negatives``;
-``--exclude-positive`` leaves the positive out of the normaliser (what the
-bilateral softmax loss, BSL, amounts to under Adam: see docs/softmax.rst);
+``--exclude-positive`` leaves the positive out of the normaliser and
+``--neg-weight W`` multiplies the negatives' log-sum-exp by ``W`` (together:
+the bilateral softmax loss, BSL, as its authors' code computes it, see
+docs/softmax.rst); ``--lr-schedule cosine`` decays the rate per step to 0 over
+``--epochs``; ``--hard M H`` adds each row's ``H`` top-scored of ``M`` uniform
+candidates (``HardNegativeSampler``, counted as uniform draws in the logQ
+correction);
 ``--user-dropout`` applies dropout to the user vectors in training (an option of the
 BSL authors' MF code); ``--weight-decay`` switches to AdamW with that decoupled decay
 (with cosine scores it does not regularise the scores, it keeps the embedding
