@@ -472,7 +472,9 @@ class _SampledSoftmax(torch.autograd.Function):
         if outside is not None:
             terms = terms + pos / outside
         valid = None
-        if drop is not None:
+        # With the positive in and lambda = 1 an all-masked row is exactly 0 (log e^0)
+        # with zero gradients already: only the other forms pay for finding such rows.
+        if drop is not None and not (include and weight == 1.0):
             valid = ~drop.all(dim=1)
             terms = torch.where(valid, terms, torch.zeros_like(terms))
         tensor_offsets = offsets if isinstance(offsets, torch.Tensor) else None
