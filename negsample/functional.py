@@ -212,17 +212,21 @@ def bce_loss(
     return _reduce(terms, reduction).to(out_dtype)
 
 
+def _check_positive_float(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite real ``> 0``, else an error naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a positive float, got {_short(value)} ({type(value).__name__})"
+        )
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a finite float > 0, got {number}")
+    return number
+
+
 def _check_temperature(temperature: Any) -> float:
     """Return ``temperature`` as a float if it is a finite real ``> 0``."""
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"temperature must be a positive float, got {_short(temperature)} "
-            f"({type(temperature).__name__})"
-        )
-    value = float(temperature)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"temperature must be a finite float > 0, got {value}")
-    return value
+    return _check_positive_float("temperature", temperature)
 
 
 def _broadcast_to_negatives(name: str, value: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -240,15 +244,7 @@ def _broadcast_to_negatives(name: str, value: torch.Tensor, neg: torch.Tensor) -
 
 def _check_softmax_neg_weight(neg_weight: Any) -> float:
     """Return ``neg_weight`` as a float if it is a finite real ``> 0``."""
-    if isinstance(neg_weight, (bool, np.bool_)) or not isinstance(neg_weight, numbers.Real):
-        raise TypeError(
-            f"neg_weight must be a positive float, got {_short(neg_weight)} "
-            f"({type(neg_weight).__name__})"
-        )
-    weight = float(neg_weight)
-    if not math.isfinite(weight) or weight <= 0:
-        raise ValueError(f"neg_weight must be a finite float > 0, got {weight}")
-    return weight
+    return _check_positive_float("neg_weight", neg_weight)
 
 
 def _check_include_positive(include_positive: Any) -> bool:

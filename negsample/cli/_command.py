@@ -13,7 +13,7 @@ from negsample.cli._data import Data, DataOptions, load_data
 from negsample.cli._recipes import RunConfig, make_step, row_sampler
 from negsample.cli._report import comparison, plot, summary
 from negsample.cli._system import keep_freed_memory, set_threads
-from negsample.cli._train import Run, pairs_of, train
+from negsample.cli._train import Run, train
 from negsample.data import write_submission
 from negsample.metrics import evaluate
 
@@ -63,7 +63,7 @@ def prepare(settings: TrainSettings, log: Callable[[str], None] = _log) -> Data:
         for index in trained:
             sampler = row_sampler(config, index)
             if sampler is not None:
-                sampler.check_samplable(torch.unique(pairs_of(index)[0]))
+                sampler.check_samplable(torch.unique(index.pairs()[0]))
     return data
 
 

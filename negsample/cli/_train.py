@@ -42,14 +42,6 @@ class Run:
     best_epoch: int  # the epoch whose weights the model holds: the best on validation, or the last
 
 
-def pairs_of(index: PositiveIndex) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (user, item) pairs of ``index`` as two int64 tensors, in CSR order."""
-    users = torch.repeat_interleave(
-        torch.arange(index.num_users), (index.indptr[1:] - index.indptr[:-1]).long()
-    )
-    return users, index.indices.long()
-
-
 def train(
     config: RunConfig,
     data: Data,
@@ -89,7 +81,7 @@ def train(
     ks = config.ks
     monitor = f"recall@{ks[0]}"
     every = config.eval_every or 1
-    users_all, items_all = (t.to(device) for t in pairs_of(index))
+    users_all, items_all = (t.to(device) for t in index.pairs())
     order_gen = torch.Generator(device=device).manual_seed(config.seed)
     num_batches = math.ceil(users_all.numel() / config.batch_size)
     history: list[dict[str, float]] = []
