@@ -153,7 +153,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["--loss", "bce", "--no-include-positive"], "--include-positive applies to --loss"),
         (["--loss", "softmax", "--neg-weight", "0"], "--neg-weight must be a finite number > 0"),
         (["--loss", "softmax", "--neg-weight", "nan"], "--neg-weight must be a finite number"),
-        (["--lr-schedule", "step"], "argument --lr-schedule: invalid choice: 'step'"),
+        (["--lr-schedule", "linear"], "argument --lr-schedule: invalid choice: 'linear'"),
         (["--loss", "softmax", "--num-negatives", "0"], "argument --num-negatives: must be"),
         (["--loss", "bpr", "--temperature", "0.5"], "--temperature applies to --loss softmax"),
         (["--alpha", "0.5"], "--alpha applies to --candidates popularity"),
@@ -296,6 +296,18 @@ def test_cosine_schedule_decays_from_lr_to_zero_over_the_epochs() -> None:
     assert learning_rate(config, 100, steps) == 0.0
     constant = recipe("bpr", lr=5e-3, epochs=4)
     assert {learning_rate(constant, step, steps) for step in range(50)} == {5e-3}
+
+
+def test_step_schedule_divides_the_rate_by_ten_for_the_last_quarter() -> None:
+    config = recipe("softmax", lr=1e-3, epochs=8, lr_schedule="step")
+    steps = 10  # per epoch: 80 steps, the last 20 (epochs 7 and 8) at a tenth
+    rates = [learning_rate(config, step, steps) for step in range(8 * steps)]
+    assert rates[:60] == [1e-3] * 60
+    assert rates[60:] == [pytest.approx(1e-4)] * 20
+    # A step count that does not split evenly: the drop comes at ceil(0.75 * total).
+    odd = recipe("bpr", lr=5e-3, epochs=3, lr_schedule="step")
+    odd_rates = [learning_rate(odd, step, 7) for step in range(21)]  # 0.75 * 21 = 15.75
+    assert odd_rates.index(pytest.approx(5e-4)) == 16 and odd_rates[15] == 5e-3
 
 
 def test_the_schedule_sets_the_optimizers_rate_at_every_step(

@@ -39,8 +39,10 @@ SOFTMAX_NEG_WEIGHT = 1.22
 Similarity = Literal["dot", "cosine"]
 Candidates = Literal["uniform", "popularity"]
 Selection = Literal["topk", "softmax"]
-Schedule = Literal["constant", "cosine"]
-SCHEDULES = ("constant", "cosine")
+Schedule = Literal["constant", "cosine", "step"]
+SCHEDULES = ("constant", "cosine", "step")
+# "step": the rate is multiplied by STEP_FACTOR for the last STEP_FRACTION of the epochs.
+STEP_FACTOR, STEP_FRACTION = 0.1, 0.25
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class RunConfig:
     patience: int = 10
     batch_size: int = 2048
     lr: float = 5e-3
-    # "cosine": the rate decays per step from lr to 0 over `epochs` (fixed in advance).
+    # "cosine": the rate decays per step from lr to 0 over `epochs`; "step": lr, then
+    # lr * 0.1 for the last quarter of `epochs` (both fixed in advance).
     lr_schedule: Schedule = "constant"
     reg: float = 2e-2
     similarity: Similarity = "dot"
@@ -257,12 +260,16 @@ def learning_rate(config: RunConfig, step: int, steps_per_epoch: int) -> float:
     """The rate of optimizer step ``step`` (from 0) under ``config.lr_schedule``.
 
     ``"cosine"`` decays from ``config.lr`` to 0 over ``config.epochs`` epochs
-    of ``steps_per_epoch`` steps, so a run stopped early (or retrained for
-    fewer epochs) follows the same rates as far as it goes.
+    of ``steps_per_epoch`` steps; ``"step"`` keeps ``config.lr`` for the
+    first three quarters of those steps and ``config.lr * 0.1`` after. A run
+    stopped early follows the same rates as far as it goes.
     """
     if config.lr_schedule == "constant":
         return config.lr
     total = config.epochs * steps_per_epoch
+    if config.lr_schedule == "step":
+        drop_at = math.ceil((1.0 - STEP_FRACTION) * total)
+        return config.lr * STEP_FACTOR if step >= drop_at else config.lr
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
