@@ -252,11 +252,11 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
         "cosine",
         0.1,
     )
-    # The softmax recipe: BSL's negative weight, the positive out, a constant rate.
+    # The softmax recipe: BSL's negative weight, the positive out, the step schedule.
     assert (softmax.neg_weight, softmax.include_positive, softmax.lr_schedule) == (
         1.22,
         False,
-        "constant",
+        "step",
     )
     assert (bpr.neg_weight, bpr.include_positive, bpr.lr_schedule) == (1.0, True, "constant")
     # A loss, a sampler or a file: the runs asked for.
@@ -282,7 +282,7 @@ def test_softmax_options_reach_the_softmax_run_only() -> None:
         (1.5, True, "cosine"),
     ]
     (run,) = settings_of("--loss", "softmax", "--sampler", "hard", "--neg-weight", "1").runs
-    assert (run.neg_weight, run.include_positive, run.lr_schedule) == (1.0, False, "constant")
+    assert (run.neg_weight, run.include_positive, run.lr_schedule) == (1.0, False, "step")
 
 
 def test_cosine_schedule_decays_from_lr_to_zero_over_the_epochs() -> None:

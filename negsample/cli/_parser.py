@@ -128,9 +128,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--lr-schedule",
         choices=SCHEDULES,
-        default="constant",
         metavar="NAME",
-        help="constant, cosine (to 0 over --epochs), step (x0.1 for the last quarter)",
+        help="constant, cosine (to 0 over --epochs), step (x0.1 for the last quarter); "
+        "bpr constant, softmax step",
     )
     train.add_argument("--reg", type=float, metavar="X", help="L2 weight (bpr 2e-2, softmax 0)")
     train.add_argument(

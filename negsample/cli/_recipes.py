@@ -111,8 +111,9 @@ def recipe(
     initial std 1e-4, the negatives' log-sum-exp weighted 1.22 against the
     positive, which is left out of the normaliser (the bilateral softmax loss
     as its authors' code computes it; see the docs page "Softmax losses").
-    Both at a constant rate (``lr_schedule="cosine"`` lost on the validation
-    screens: docs/benchmarks).
+    BPR and BCE at a constant rate; softmax with ``lr_schedule="step"`` (the
+    rate divided by 10 for the last quarter of ``epochs``, which won on the
+    validation screens where ``"cosine"`` lost: docs/benchmarks).
     """
     softmax = loss == "softmax"
     if similarity is None:
@@ -122,7 +123,7 @@ def recipe(
     return RunConfig(
         loss=loss,
         lr=(1e-3 if softmax else 5e-3) if lr is None else lr,
-        lr_schedule="constant" if lr_schedule is None else lr_schedule,
+        lr_schedule=("step" if softmax else "constant") if lr_schedule is None else lr_schedule,
         neg_weight=(SOFTMAX_NEG_WEIGHT if softmax else 1.0) if neg_weight is None else neg_weight,
         include_positive=(not softmax) if include_positive is None else include_positive,
         reg=(0.0 if softmax else 2e-2) if reg is None else reg,
