@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import platform
@@ -19,6 +20,7 @@ from negsample.cli import main
 from negsample.cli._parser import build_parser, train_settings
 from negsample.cli._recipes import learning_rate, recipe
 from negsample.cli._system import keep_freed_memory
+from negsample.data import synthetic_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +29,15 @@ def _keep_torch_threads() -> Iterator[None]:
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def small_builtin_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The training mechanics on a quarter of the built-in data (1,000 users, 3,000
+    # items) to keep the suite fast; one test below trains on the default itself.
+    monkeypatch.setattr(
+        "negsample.cli._data.synthetic_dataset", functools.partial(synthetic_dataset, 1000, 3000)
+    )
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -116,7 +127,10 @@ def test_train_help_fits_a_screen_shows_defaults_and_no_allocator_talk(
         "--threads",
     ):
         line = next(line for line in out.splitlines() if line.strip().startswith(option + " "))
-        assert "(default: " in line, (option, out)
+        if option == "--epochs":  # two defaults: a data file's and the built-in data's
+            assert "(100; built-in data: 20)" in line, out
+        else:
+            assert "(default: " in line, (option, out)
     # The per-loss defaults are stated in the help rather than as one default.
     assert re.search(r"--lr X .*5e-3.*1e-3", out) and re.search(r"--reg X .*2e-2", out), out
 
@@ -245,7 +259,7 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
         0.1,
         None,
     )
-    assert softmax == recipe("softmax", name="softmax", sampler="uniform")
+    assert softmax == recipe("softmax", name="softmax", sampler="uniform", epochs=20)
     assert (softmax.lr, softmax.reg, softmax.similarity, softmax.temperature) == (
         1e-3,
         0.0,
@@ -263,6 +277,11 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
     assert [r.name for r in settings_of("--loss", "bpr").runs] == ["hard", "uniform"]
     assert [r.name for r in settings_of("--sampler", "hard").runs] == ["hard"]
     assert [r.name for r in settings_of("--data", "x.txt").runs] == ["hard"]
+    # Epochs: 20 on the built-in data (the demo fits a minute), 100 on a file, or as asked.
+    assert {r.epochs for r in settings.runs} == {20}
+    assert {r.epochs for r in settings_of("--data", "x.txt").runs} == {100}
+    assert {r.epochs for r in settings_of("--epochs", "7").runs} == {7}
+    assert {r.epochs for r in settings_of("--data", "x.txt", "--epochs", "7").runs} == {7}
 
 
 def test_options_reach_the_runs_they_apply_to() -> None:
@@ -347,6 +366,7 @@ def test_progress_bars_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> No
     assert not settings_of("--no-progress").runs[0].progress
 
 
+@pytest.mark.usefixtures("small_builtin_data")
 def test_threads_sets_torchs_thread_count(capsys: pytest.CaptureFixture[str]) -> None:
     train(capsys, "--sampler", "uniform", "--epochs", "1", "--threads", "2", "--dim", "4")
     assert torch.get_num_threads() == 2
@@ -368,6 +388,7 @@ def test_default_runs_three_recipes_and_compares_them(
     pytest.importorskip("matplotlib", reason="the --plot option needs matplotlib")
     plot = tmp_path / "curves.png"
     out = train(capsys, "--epochs", "3", "--plot", str(plot))
+    assert "built-in synthetic dataset (PositiveIndex(num_users=2000, num_items=6000," in out
     table = summary_rows(out, "validation metrics at the epoch chosen on the validation split")
     assert list(table) == ["uniform", "hard", "softmax"], out
     comparison = out[out.index("comparison on the validation split") :].splitlines()
@@ -380,17 +401,19 @@ def test_default_runs_three_recipes_and_compares_them(
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.usefixtures("small_builtin_data")
 def test_both_samplers_beat_random_ranking(capsys: pytest.CaptureFixture[str]) -> None:
     out = train(capsys, "--sampler", "both", "--epochs", "8", "--lr", "1e-2")
     table = summary_rows(out, "validation metrics at the epoch chosen on the validation split")
     assert set(table) == {"hard", "uniform"}, out
     for name, (epochs, chosen, _, recall, *_) in table.items():
         assert 1 <= chosen <= epochs <= 8, out
-        # Random ranking of 1000 items gives recall@20 of about 20 / 1000 = 0.02.
+        # Random ranking of 3000 items gives recall@20 of about 20 / 3000 = 0.0067.
         assert recall > 0.1, out
         assert f"[{name:>7}] restored the weights of epoch {int(chosen)}" in out
 
 
+@pytest.mark.usefixtures("small_builtin_data")
 def test_keeps_the_best_epoch_on_validation_and_stops_early(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -502,6 +525,7 @@ def test_reads_movielens_u_data_by_name(capsys: pytest.CaptureFixture[str], tmp_
     assert_one_line_error(status, err, "has every one of the 30 items as a positive")
 
 
+@pytest.mark.usefixtures("small_builtin_data")
 def test_softmax_with_shared_in_batch_and_hard_negatives_learns(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -519,6 +543,7 @@ def test_softmax_with_shared_in_batch_and_hard_negatives_learns(
         assert rows[name][3] > 0.025, out
 
 
+@pytest.mark.usefixtures("small_builtin_data")
 def test_time_budget_reports_the_loss_of_the_pairs_it_trained_on(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -17,6 +17,9 @@ from negsample.cli._recipes import LOSSES, SCHEDULES, SOFTMAX_NEG_WEIGHT, RunCon
 
 PROG = "negsample"
 FORMATS = ("auto", "lightgcn", "csv", "pickle", "pairs")
+# Most epochs per run: on a data file, and on the built-in data, where the three runs of
+# the demo then take under a minute of one core (docs/benchmarks: the built-in demo dataset).
+FILE_EPOCHS, BUILTIN_EPOCHS = 100, 20
 
 TRAIN_DESCRIPTION = """\
 Train matrix factorisation with hard or uniform negatives and report
@@ -112,7 +115,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--loss", choices=LOSSES, metavar="NAME", help="bpr, bce, softmax (bpr)")
     train.add_argument("--dim", type=_positive_int, default=64, metavar="N", help="embedding size")
     train.add_argument(
-        "--epochs", type=_positive_int, default=100, metavar="N", help="most epochs per run"
+        "--epochs",
+        type=_positive_int,
+        metavar="N",
+        help=f"most epochs per run ({FILE_EPOCHS}; built-in data: {BUILTIN_EPOCHS})",
     )
     train.add_argument(
         "--patience",
@@ -307,6 +313,8 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
             "eval_every",
         )
     }
+    if common["epochs"] is None:
+        common["epochs"] = FILE_EPOCHS if args.data is not None else BUILTIN_EPOCHS
     common["ks"] = tuple(args.ks)
     common["progress"] = not args.no_progress and _stderr_is_a_terminal()
     tuning: dict[str, Any] = {

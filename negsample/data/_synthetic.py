@@ -16,8 +16,8 @@ _SYNTHETIC_CHUNK_SCORES = 2**22
 
 
 def synthetic_dataset(
-    num_users: int = 1000,
-    num_items: int = 3000,
+    num_users: int = 2000,
+    num_items: int = 6000,
     *,
     dim: int = 8,
     interactions_per_user: int = 30,
@@ -54,10 +54,11 @@ def synthetic_dataset(
 
     The defaults are shaped after Gowalla (the tutorial's "How the defaults
     compare with Gowalla" has the degree and popularity statistics), small
-    enough that each of the ``examples/train_mf.py`` job's recipes trains in
-    20 to 40 s of one CPU core, and they rank uniform BPR below hard BPR below
-    the softmax recipe on average over seeds, as Gowalla does (by small
-    margins: see the docs' benchmarks page).
+    enough that the three recipes of ``negsample train`` (20 epochs each on
+    the built-in data) take under a minute of one CPU core together, and they
+    rank uniform BPR below hard BPR below the softmax recipe, as Gowalla does,
+    each gap larger than the spread over training seeds (see the docs'
+    benchmarks page, "The built-in demo dataset").
 
     Args:
         num_users: Number of users.
