@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from negsample import PositiveIndex
-from negsample._ranking import excluded_mask, top_k_items
+from negsample._ranking import excluded_mask, may_hold_nan, top_k_items
 
 
 def naive_top_k(scores: list[float], excluded: set[int], k: int) -> list[int]:
@@ -53,6 +53,22 @@ def test_minus_inf_scores_rank_before_excluded_items() -> None:
     assert top_k_items(scores, 4, exclude=index, users=torch.tensor([0])).tolist() == [
         [1, 2, -1, -1]
     ]
+
+
+def test_may_hold_nan_is_false_only_without_nan() -> None:
+    scores = torch.randn(64, 500)
+    assert not may_hold_nan(scores)
+    scores[17, 311] = math.nan
+    assert may_hold_nan(scores)
+    # inf - inf: the sum is NaN although no score is; ranking then looks element-wise.
+    both = torch.tensor([[math.inf, 1.0, -math.inf]])
+    assert may_hold_nan(both)
+    assert top_k_items(both, 3).tolist() == [[0, 1, 2]]
+    # The caller's scores are left as they were.
+    kept = torch.tensor([[0.5, math.nan, 2.0]])
+    index = PositiveIndex.from_dict({0: [2]}, num_items=3)
+    assert top_k_items(kept, 3, exclude=index, users=torch.tensor([0])).tolist() == [[0, 1, -1]]
+    assert kept[0, 2] == 2.0 and math.isnan(kept[0, 1])
 
 
 def test_excluded_mask() -> None:
