@@ -168,6 +168,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="softmax: the positive in the normaliser (no)",
     )
     train.add_argument(
+        "--user-temperature",
+        action="store_true",
+        help="softmax: negatives' temperature per user, from its loss",
+    )
+    train.add_argument(
         "--num-candidates", type=int, default=10, metavar="M", help="hard: candidates per row"
     )
     train.add_argument("--num-hard", type=int, default=2, metavar="N", help="hard: top-scored kept")
@@ -371,6 +376,7 @@ def _recipe(
         temperature=temperature,
         neg_weight=args.neg_weight if softmax else None,
         include_positive=args.include_positive if softmax else None,
+        user_temperature=args.user_temperature and softmax,
         name=name,
         sampler=sampler,
         **tuning,

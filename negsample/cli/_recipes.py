@@ -25,7 +25,9 @@ from negsample import (
     SampledSoftmaxLoss,
     SharedNegativeSampler,
     UniformSampler,
+    functional,
 )
+from negsample.cli._adaptive import UserTemperature
 
 # step(users, pos_items) -> the batch's scalar loss (regularisation included).
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,6 +70,8 @@ class RunConfig:
     # --loss softmax: the weight of the negatives' log-sum-exp, the positive in the normaliser.
     neg_weight: float = 1.0
     include_positive: bool = True
+    # --loss softmax: a temperature per user for the negatives, from its loss (Adap-tau).
+    user_temperature: bool = False
     num_candidates: int = 10
     num_hard: int = 2
     num_random: int = 2
@@ -217,6 +221,10 @@ def softmax_step(
     hard = row_sampler(config, index)
     log_k, log_n = math.log(k), math.log(index.num_items)
     in_batch = config.in_batch
+    user_temperature = None
+    if config.user_temperature:
+        steps_per_epoch = math.ceil(index.num_interactions / config.batch_size)
+        user_temperature = UserTemperature(index.num_users, steps_per_epoch, index.device)
 
     def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
         shared = sampler.sample(users)
@@ -240,12 +248,30 @@ def softmax_step(
             # Counted as uniform draws, like the shared ones: no correction is unbiased for a
             # top-k (see the docs).
             log_q = torch.cat([log_q, log_q.new_full((hard_items.shape[1],), log_k - log_n)])
-        loss: torch.Tensor = loss_fn(scorer(users, pos_items), neg_scores, log_q=log_q, mask=mask)
+        pos_scores = scorer(users, pos_items)
+        if user_temperature is not None:
+            # This epoch's scales: recording the batch may end the epoch and update them.
+            scales = user_temperature(users)
+            with torch.no_grad():
+                at_one = functional.sampled_softmax_loss(
+                    pos_scores,
+                    neg_scores,
+                    log_q=log_q,
+                    mask=mask,
+                    include_positive=False,
+                    reduction="none",
+                )
+            user_temperature.record(users, at_one)
+            # The negatives of user u at temperature T / r_u, the positive at T.
+            neg_scores = neg_scores * scales[:, None]
+        loss: torch.Tensor = loss_fn(pos_scores, neg_scores, log_q=log_q, mask=mask)
         return loss
 
     parts = [str(sampler)] + (["in-batch negatives"] if in_batch else [])
     if hard is not None:
         parts.append(f"the {config.num_hard} top-scored of {config.num_candidates} per row")
+    if user_temperature is not None:
+        parts.append("a temperature per user for the negatives")
     return step, f"{loss_fn} over " + " + ".join(parts)
 
 
