@@ -23,8 +23,8 @@ FILE_EPOCHS, BUILTIN_EPOCHS = 100, 20
 
 TRAIN_DESCRIPTION = """\
 Train matrix factorisation with hard or uniform negatives and report
-Recall/NDCG/MAP. Without --data: three runs of 20 epochs on the built-in
-synthetic data (uniform BPR, hard BPR, the softmax recipe), compared at the end. The epoch
+Recall/NDCG/MAP. Without --data: three 20-epoch runs on the built-in data
+(uniform BPR, hard BPR, the softmax recipe), compared at the end. The epoch
 is chosen on a validation split carved from the training pairs, never on --test.
 """
 
@@ -170,7 +170,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--user-temperature",
         action="store_true",
-        help="softmax: negatives' temperature per user, from its loss",
+        help="softmax: negatives' temperature per user (off)",
     )
     train.add_argument(
         "--num-candidates", type=int, default=10, metavar="M", help="hard: candidates per row"
