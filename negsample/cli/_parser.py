@@ -135,8 +135,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--lr-schedule",
         choices=SCHEDULES,
         metavar="NAME",
-        help="constant, cosine (to 0 over --epochs), step (x0.1 for the last quarter); "
-        "bpr constant, softmax step",
+        help="constant, cosine, step (bpr constant, softmax step)",
     )
     train.add_argument("--reg", type=float, metavar="X", help="L2 weight (bpr 2e-2, softmax 0)")
     train.add_argument(
@@ -166,6 +165,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--include-positive",
         action=argparse.BooleanOptionalAction,
         help="softmax: the positive in the normaliser (no)",
+    )
+    train.add_argument(
+        "--user-dropout",
+        type=float,
+        metavar="P",
+        help="softmax: dropout on the user vectors (0)",
     )
     train.add_argument(
         "--user-temperature",
@@ -280,8 +285,12 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
             raise UsageError("--neg-weight applies to --loss softmax")
         if args.include_positive is not None:
             raise UsageError("--include-positive applies to --loss softmax")
+        if args.user_dropout is not None:
+            raise UsageError("--user-dropout applies to --loss softmax")
     if args.neg_weight is not None and not (math.isfinite(args.neg_weight) and args.neg_weight > 0):
         raise UsageError(f"--neg-weight must be a finite number > 0, got {args.neg_weight}")
+    if args.user_dropout is not None and not 0.0 <= args.user_dropout < 1.0:
+        raise UsageError(f"--user-dropout must be in [0, 1), got {args.user_dropout}")
     if not 0.0 <= args.valid_fraction < 1.0:
         raise UsageError(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")
     if args.data is None and args.test is not None:
@@ -377,6 +386,7 @@ def _recipe(
         neg_weight=args.neg_weight if softmax else None,
         include_positive=args.include_positive if softmax else None,
         user_temperature=args.user_temperature and softmax,
+        user_dropout=args.user_dropout if softmax else None,
         name=name,
         sampler=sampler,
         **tuning,

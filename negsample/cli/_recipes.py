@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 from negsample import (
     BCELoss,
@@ -72,6 +73,8 @@ class RunConfig:
     include_positive: bool = True
     # --loss softmax: a temperature per user for the negatives, from its loss (Adap-tau).
     user_temperature: bool = False
+    # --loss softmax: dropout on each batch row's user vector in training (one mask per row).
+    user_dropout: float = 0.0
     num_candidates: int = 10
     num_hard: int = 2
     num_random: int = 2
@@ -106,6 +109,7 @@ def recipe(
     lr_schedule: Schedule | None = None,
     neg_weight: float | None = None,
     include_positive: bool | None = None,
+    user_dropout: float | None = None,
     **options: Any,
 ) -> RunConfig:
     """The :class:`RunConfig` of ``loss`` with its defaults where an option is ``None``.
@@ -130,6 +134,7 @@ def recipe(
         lr_schedule=("step" if softmax else "constant") if lr_schedule is None else lr_schedule,
         neg_weight=(SOFTMAX_NEG_WEIGHT if softmax else 1.0) if neg_weight is None else neg_weight,
         include_positive=(not softmax) if include_positive is None else include_positive,
+        user_dropout=0.0 if user_dropout is None else user_dropout,
         reg=(0.0 if softmax else 2e-2) if reg is None else reg,
         similarity=similarity,
         init_std=(1e-4 if similarity == "cosine" else 0.1) if init_std is None else init_std,
@@ -199,6 +204,39 @@ def pairwise_step(
     return step, str(sampler)
 
 
+def dropout_scorer(model: MFModel, users: torch.Tensor, p: float) -> Scorer:
+    """The model's scores of one batch with dropout ``p`` on each row's user vector.
+
+    One mask per row of ``users``, shared by all of that row's scores (the
+    positive's and the negatives'), as in the BSL authors' MF code: the
+    returned ``score(rows, items)`` takes ``rows`` shaped like ``users`` (``(B,)``
+    or ``(B, 1)``: ignored beyond that, the vectors are this batch's) and
+    ``items`` of shape ``(B,)`` (one per row), ``(1, K)`` (shared by the rows)
+    or ``(B, H)``, and scores as ``model(users, items)`` would (cosine or dot,
+    plus the item bias) from the dropped-out user vectors.
+    """
+    user_vectors = F.dropout(model.user_embedding(users), p, training=True)
+    cosine = model.similarity == "cosine"
+    if cosine:
+        user_vectors = F.normalize(user_vectors, dim=-1)
+
+    def score(rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        item_vectors: torch.Tensor = model.item_embedding(items)
+        if cosine:
+            item_vectors = F.normalize(item_vectors, dim=-1)
+        if items.ndim == 1:
+            scores: torch.Tensor = (user_vectors * item_vectors).sum(dim=-1)
+        elif items.shape[0] == 1:
+            scores = user_vectors @ item_vectors[0].T
+        else:
+            scores = torch.matmul(item_vectors, user_vectors[:, :, None]).squeeze(-1)
+        if model.item_bias is not None:
+            scores = scores + model.item_bias[items]
+        return scores
+
+    return score
+
+
 def softmax_step(
     config: RunConfig, model: MFModel, index: PositiveIndex, scorer: Scorer
 ) -> tuple[Step, str]:
@@ -225,8 +263,14 @@ def softmax_step(
     if config.user_temperature:
         steps_per_epoch = math.ceil(index.num_interactions / config.batch_size)
         user_temperature = UserTemperature(index.num_users, steps_per_epoch, index.device)
+    user_dropout = config.user_dropout
+    if user_dropout and scorer is not model:
+        # The dropped-out scores bypass the scorer (e.g. a DistributedDataParallel wrapper,
+        # whose forward must run for its gradients to be reduced).
+        raise ValueError("user_dropout scores with the model itself: pass no scorer")
 
     def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
+        score = dropout_scorer(model, users, user_dropout) if user_dropout else scorer
         shared = sampler.sample(users)
         items, mask = shared.items, shared.mask
         # log(K q): the logQ correction of K i.i.d. draws (docs: "Softmax losses").
@@ -240,15 +284,15 @@ def softmax_step(
                 sampler.log_prob(items) + log_k,
                 sampler.in_batch_log_prob(items) + math.log(users.numel()),
             )
-        neg_scores = scorer(users[:, None], items[None, :])
+        neg_scores = score(users[:, None], items[None, :])
         if hard is not None:
             hard_items = hard.sample(users, model)
-            neg_scores = torch.cat([neg_scores, scorer(users[:, None], hard_items)], dim=1)
+            neg_scores = torch.cat([neg_scores, score(users[:, None], hard_items)], dim=1)
             mask = torch.cat([mask, torch.zeros_like(hard_items, dtype=torch.bool)], dim=1)
             # Counted as uniform draws, like the shared ones: no correction is unbiased for a
             # top-k (see the docs).
             log_q = torch.cat([log_q, log_q.new_full((hard_items.shape[1],), log_k - log_n)])
-        pos_scores = scorer(users, pos_items)
+        pos_scores = score(users, pos_items)
         if user_temperature is not None:
             # This epoch's scales: recording the batch may end the epoch and update them.
             scales = user_temperature(users)
@@ -272,6 +316,8 @@ def softmax_step(
         parts.append(f"the {config.num_hard} top-scored of {config.num_candidates} per row")
     if user_temperature is not None:
         parts.append("a temperature per user for the negatives")
+    if user_dropout:
+        parts.append(f"dropout {user_dropout:g} on the user vectors")
     return step, f"{loss_fn} over " + " + ".join(parts)
 
 
