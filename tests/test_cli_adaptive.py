@@ -10,7 +10,7 @@ import torch
 
 from negsample import MFModel, PositiveIndex, SampledSoftmaxLoss, SharedNegativeSampler
 from negsample.cli._adaptive import UserTemperature, lambert_w
-from negsample.cli._parser import build_parser, train_settings
+from negsample.cli._parser import UsageError, build_parser, train_settings
 from negsample.cli._recipes import make_step, recipe
 from negsample.functional import sampled_softmax_loss
 
@@ -121,3 +121,10 @@ def test_the_option_reaches_the_softmax_run_only() -> None:
     runs = train_settings(build_parser().parse_args(["train", "--user-temperature"])).runs
     assert [r.user_temperature for r in runs] == [False, False, True]
     assert not recipe("softmax").user_temperature
+
+
+@pytest.mark.parametrize("loss", ["bpr", "bce"])
+def test_the_option_is_refused_without_the_softmax_loss(loss: str) -> None:
+    args = build_parser().parse_args(["train", "--loss", loss, "--user-temperature"])
+    with pytest.raises(UsageError, match="--user-temperature applies to --loss softmax"):
+        train_settings(args)

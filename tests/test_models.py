@@ -637,7 +637,9 @@ def test_cosine_scores_are_cosines_of_the_embeddings_everywhere() -> None:
     torch.testing.assert_close(model.score_all(users), expected)
     torch.testing.assert_close(model(users[:, None], torch.arange(9)[None, :]), expected)
     torch.testing.assert_close(model(users[:, None], torch.arange(9).expand(4, 9)), expected)
-    torch.testing.assert_close(model(torch.tensor([1, 3]), torch.tensor([2, 8])), expected[[1, 3], [2, 8]])
+    torch.testing.assert_close(
+        model(torch.tensor([1, 3]), torch.tensor([2, 8])), expected[[1, 3], [2, 8]]
+    )
     top = model.recommend(users, k=3)
     assert torch.equal(top, torch.argsort(expected, dim=1, descending=True, stable=True)[:, :3])
 
@@ -648,7 +650,9 @@ def test_shared_row_matrix_product_equals_the_elementwise_scores() -> None:
         model = MFModel(6, 20, dim=8, similarity=similarity)  # type: ignore[arg-type]
         users, items = torch.tensor([5, 0, 2]), torch.tensor([3, 3, 19, 0])
         shared = model(users[:, None], items[None, :])
-        elementwise = model(users[:, None].expand(3, 4).contiguous(), items.expand(3, 4).contiguous())
+        elementwise = model(
+            users[:, None].expand(3, 4).contiguous(), items.expand(3, 4).contiguous()
+        )
         torch.testing.assert_close(shared, elementwise)
 
 
@@ -658,6 +662,8 @@ def test_cosine_of_a_zero_embedding_is_zero_not_nan() -> None:
 
 
 def test_unknown_similarity_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"similarity must be one of \('dot', 'cosine'\), got 'l2'"):
+    with pytest.raises(
+        ValueError, match=r"similarity must be one of \('dot', 'cosine'\), got 'l2'"
+    ):
         MFModel(2, 3, similarity="l2")  # type: ignore[arg-type]
     assert "similarity='cosine'" in repr(MFModel(2, 3, similarity="cosine"))

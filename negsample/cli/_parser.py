@@ -287,6 +287,8 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
             raise UsageError("--include-positive applies to --loss softmax")
         if args.user_dropout is not None:
             raise UsageError("--user-dropout applies to --loss softmax")
+        if args.user_temperature:
+            raise UsageError("--user-temperature applies to --loss softmax")
     if args.neg_weight is not None and not (math.isfinite(args.neg_weight) and args.neg_weight > 0):
         raise UsageError(f"--neg-weight must be a finite number > 0, got {args.neg_weight}")
     if args.user_dropout is not None and not 0.0 <= args.user_dropout < 1.0:
