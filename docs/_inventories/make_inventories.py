@@ -129,6 +129,13 @@ TORCH: list[Entry] = [
         "-",
     ),
     ("torch.optim.Adam", "class", _TORCH_GEN + "torch.optim.Adam.html#torch.optim.Adam", "-"),
+    ("torch.optim.Optimizer", "class", "optim.html#torch.optim.Optimizer", "-"),
+    (
+        "torch.optim.optimizer.Optimizer",
+        "class",
+        "optim.html#torch.optim.Optimizer",
+        "torch.optim.Optimizer",
+    ),
     ("torch.utils.data.DataLoader", "class", "data.html#torch.utils.data.DataLoader", "-"),
     ("torch.utils.data.TensorDataset", "class", "data.html#torch.utils.data.TensorDataset", "-"),
     ("torch.distributed", "module", "distributed.html#module-torch.distributed", "-"),
