@@ -40,10 +40,13 @@ def write_submission(
 
     Example:
         >>> import pathlib, tempfile, torch
-        >>> data = Interactions(np.array([0]), np.array([0]), np.array([7, 8]), np.array([3, 4, 5]))
+        >>> data = Interactions(
+        ...     np.array([0]), np.array([0]), np.array([7, 8]), np.array([3, 4, 5])
+        ... )
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     path = pathlib.Path(tmp, "submission.csv")
-        ...     write_submission(path, torch.tensor([1, 0]), torch.tensor([[2, 0], [1, -1]]), data)
+        ...     top = torch.tensor([[2, 0], [1, -1]])
+        ...     write_submission(path, torch.tensor([1, 0]), top, data)
         ...     print(path.read_text(), end="")
         UserId,ItemId
         8,5 3

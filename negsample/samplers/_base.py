@@ -64,10 +64,13 @@ class NegativeSample:
         >>> from negsample import HardNegativeSampler
         >>> index = PositiveIndex.from_dict({0: [0]}, num_items=4)
         >>> sampler = HardNegativeSampler(index, 3, num_hard=1, num_random=1, generator=0)
-        >>> info = sampler.sample(torch.tensor([0, 0]), lambda u, i: i.float(), return_info=True)
+        >>> def scorer(users, items):
+        ...     return items.float()
+        >>> info = sampler.sample(torch.tensor([0, 0]), scorer, return_info=True)
         >>> info.items.shape, info.is_hard[0].tolist()
         (torch.Size([2, 2]), [True, False])
-        >>> torch.allclose(info.log_prob, -torch.log(torch.tensor(3.0)))  # three non-positives
+        >>> # one uniform draw of the three non-positives: log(1/3)
+        >>> torch.allclose(info.log_prob, -torch.log(torch.tensor(3.0)))
         True
     """
 

@@ -127,7 +127,9 @@ class HardNegativeSampler(_BaseSampler):
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [0, 1], 1: [2]}, num_items=6)
-        >>> sampler = HardNegativeSampler(index, num_candidates=4, num_hard=1, num_random=1, generator=0)
+        >>> sampler = HardNegativeSampler(
+        ...     index, num_candidates=4, num_hard=1, num_random=1, generator=0
+        ... )
         >>> def scorer(users, items):  # prefers high item ids
         ...     return items.float()
         >>> negatives = sampler.sample(torch.tensor([0, 1, 1]), scorer)
@@ -414,7 +416,8 @@ def hard_negatives(
         >>> draws = HardDraws(torch.tensor([[0, 2, 3]]), torch.tensor([[5, 3, 4]]))
         >>> def scorer(users, items):
         ...     return -items.float()
-        >>> hard_negatives(index, torch.tensor([0]), scorer, draws, num_hard=1, num_random=1).tolist()
+        >>> users = torch.tensor([0])
+        >>> hard_negatives(index, users, scorer, draws, num_hard=1, num_random=1).tolist()
         [[0, 2]]
     """
     source = UniformCandidates(index) if candidates is None else candidates

@@ -51,7 +51,8 @@ class UniformSampler(_BaseSampler):
     Example:
         >>> index = PositiveIndex.from_dict({0: [1, 2, 3]}, num_items=5)
         >>> sampler = UniformSampler(index, num_negatives=4, generator=0)
-        >>> sorted(set(sampler.sample(torch.tensor([0])).flatten().tolist())) in ([0], [4], [0, 4])
+        >>> drawn = sampler.sample(torch.tensor([0]))
+        >>> sorted(set(drawn.flatten().tolist())) in ([0], [4], [0, 4])
         True
     """
 
