@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -13,6 +15,7 @@ import torch
 import negsample
 from negsample.cli._command import TrainSettings
 from negsample.cli._data import DataOptions
+from negsample.cli._output import OutputError, check_output, plot_format
 from negsample.cli._recipes import LOSSES, SCHEDULES, SOFTMAX_NEG_WEIGHT, RunConfig, recipe
 
 PROG = "negsample"
@@ -35,6 +38,71 @@ example: negsample train --data train.csv --submission submission.csv
 
 class UsageError(Exception):
     """Bad usage: one line for the user, exit status 2."""
+
+
+# The namespace attribute that lists the options given on the command line (their dests), so
+# that an option given where it does nothing is refused even when its value is the default.
+GIVEN = "_given"
+
+
+def _record(namespace: argparse.Namespace, dest: str) -> None:
+    given: set[str] = getattr(namespace, GIVEN, set())
+    given.add(dest)
+    setattr(namespace, GIVEN, given)
+
+
+class _Store(argparse.Action):
+    """``store`` that records that the option was given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        _record(namespace, self.dest)
+
+
+class _Flag(argparse.Action):
+    """``store_true`` that records that the option was given."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        default: bool = False,
+        required: bool = False,
+        help: str | None = None,
+    ) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, const=True, default=default, required=required, help=help
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, True)
+        _record(namespace, self.dest)
+
+
+class _BooleanOption(argparse.BooleanOptionalAction):
+    """``--x/--no-x`` that records that the option was given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _record(namespace, self.dest)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -77,7 +145,40 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+# torch seeds its generators with an unsigned 64-bit integer.
+_SEED_MAX = 2**64 - 1
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**64 - 1], got {value}")
+    return value
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _threads(text: str) -> int:
+    value = _positive_int(text)
+    cpus = _available_cpus()
+    if value > cpus:
+        # More threads than cores only slows torch down (see the tutorial, "Threads"); far
+        # more crash it.
+        raise argparse.ArgumentTypeError(
+            f"must be at most the {cpus} CPUs this process may use, got {value}"
+        )
+    return value
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.register("action", None, _Store)
+    parser.register("action", "store", _Store)
+    parser.register("action", "store_true", _Flag)
     data = parser.add_argument_group("data")
     data.add_argument("--data", type=Path, metavar="FILE", help="training file (default: built-in)")
     data.add_argument(
@@ -163,7 +264,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--include-positive",
-        action=argparse.BooleanOptionalAction,
+        action=_BooleanOption,
         help="softmax: the positive in the normaliser (no)",
     )
     train.add_argument(
@@ -178,11 +279,21 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="softmax: negatives' temperature per user (off)",
     )
     train.add_argument(
-        "--num-candidates", type=int, default=10, metavar="M", help="hard: candidates per row"
+        "--num-candidates",
+        type=_positive_int,
+        default=10,
+        metavar="M",
+        help="hard: candidates per row",
     )
-    train.add_argument("--num-hard", type=int, default=2, metavar="N", help="hard: top-scored kept")
     train.add_argument(
-        "--num-random", type=int, default=2, metavar="N", help="hard: random candidates kept"
+        "--num-hard", type=_non_negative_int, default=2, metavar="N", help="hard: top-scored kept"
+    )
+    train.add_argument(
+        "--num-random",
+        type=_non_negative_int,
+        default=2,
+        metavar="N",
+        help="hard: random candidates kept",
     )
     train.add_argument(
         "--candidates",
@@ -205,14 +316,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--device", default="cpu", metavar="DEV", help="cpu, cuda, cuda:1, ...")
     train.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_threads,
         default=1,
         metavar="N",
         help="CPU threads (see the docs)",
     )
-    train.add_argument(
-        "--seed", type=_non_negative_int, default=0, metavar="N", help="training seed"
-    )
+    train.add_argument("--seed", type=_seed, default=0, metavar="N", help="training seed")
     train.add_argument("--time-budget", type=float, metavar="S", help="training seconds per run")
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -250,9 +359,58 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _check_output(option: str, path: Path | None) -> None:
-    if path is not None and not path.resolve().parent.is_dir():
-        raise UsageError(f"{option} {path}: the folder {path.parent} does not exist")
+# The training runs in float32: a value it cannot hold is as bad as an infinite one.
+_FLOAT32 = torch.finfo(torch.float32)
+
+
+def _check_number(
+    option: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+    float32: bool = True,
+) -> None:
+    """Raise :class:`UsageError` unless ``value`` (if given) is finite and in the range."""
+    if value is None:
+        return
+    if low is not None and high is not None:
+        wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        wanted = "a finite number"
+    bad = not math.isfinite(value)
+    bad = bad or (low is not None and (value <= low if low_open else value < low))
+    bad = bad or (high is not None and (value >= high if high_open else value > high))
+    if bad:
+        raise UsageError(f"{option} must be {wanted}, got {value}")
+    if float32 and value != 0 and not _FLOAT32.tiny <= abs(value) <= _FLOAT32.max:
+        raise UsageError(
+            f"{option} must be {wanted} that float32, the training's precision, can hold "
+            f"({_FLOAT32.tiny:.1e} to {_FLOAT32.max:.1e}), got {value}"
+        )
+
+
+def _check_values(args: argparse.Namespace) -> None:
+    """Every option's value on its own: ranges, finiteness, repeats, the device."""
+    _check_number("--lr", args.lr, low=0, low_open=True)
+    _check_number("--reg", args.reg, low=0)
+    _check_number("--init-std", args.init_std, low=0, low_open=True)
+    _check_number("--temperature", args.temperature, low=0, low_open=True)
+    _check_number("--neg-weight", args.neg_weight, low=0, low_open=True)
+    _check_number("--alpha", args.alpha, low=0, high=1)
+    _check_number("--user-dropout", args.user_dropout, low=0, high=1, high_open=True)
+    _check_number("--valid-fraction", args.valid_fraction, low=0, high=1, high_open=True)
+    _check_number("--time-budget", args.time_budget, low=0, low_open=True, float32=False)
+    _check_number("--rating-threshold", args.rating_threshold, float32=False)
+    if len(set(args.ks)) != len(args.ks):
+        raise UsageError(f"--ks must not repeat a cut-off, got {' '.join(map(str, args.ks))}")
+    if args.delimiter is not None and args.delimiter == "":
+        raise UsageError("--delimiter must not be empty (leave it out to split on whitespace)")
+    _check_device(args.device)
 
 
 def _check_device(text: str) -> None:
@@ -260,54 +418,145 @@ def _check_device(text: str) -> None:
         device = torch.device(text)
     except RuntimeError as err:
         raise UsageError(f"argument --device: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"argument --device {text}: this torch has no CUDA device")
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise UsageError(f"argument --device: expected cpu, cuda or cuda:N, got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"argument --device {text}: this torch has no CUDA device")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UsageError(
+                f"argument --device {text}: there is no such device (this machine has "
+                f"{count} CUDA device{'s' if count > 1 else ''}: cuda:0 to cuda:{count - 1})"
+            )
+
+
+def _softmax(run: RunConfig) -> bool:
+    return run.loss == "softmax"
+
+
+def _pairwise(run: RunConfig) -> bool:
+    return run.loss != "softmax"
+
+
+# Options of a run: the runs each one changes, and the words that say which. One given
+# where it changes none of the runs is refused rather than silently ignored.
+_RUN_OPTIONS: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
+    "reg": (_pairwise, "--loss bpr/bce (the softmax run has no L2 penalty)"),
+    "num_negatives": (_softmax, "--loss softmax"),
+    "in_batch": (_softmax, "--loss softmax"),
+    "neg_weight": (_softmax, "--loss softmax"),
+    "include_positive": (_softmax, "--loss softmax"),
+    "user_dropout": (_softmax, "--loss softmax"),
+    "user_temperature": (_softmax, "--loss softmax"),
+    "temperature": (
+        lambda run: _softmax(run) or (run.sampler == "hard" and run.selection == "softmax"),
+        "--loss softmax or --selection softmax",
+    ),
+    "num_candidates": (lambda run: run.sampler == "hard", "--sampler hard"),
+    "num_hard": (
+        lambda run: run.sampler == "hard" or _pairwise(run),
+        "--sampler hard, or --loss bpr/bce",
+    ),
+    "num_random": (
+        _pairwise,
+        "--loss bpr/bce (the softmax run's hard negatives are the --num-hard top-scored of "
+        "--num-candidates)",
+    ),
+    "selection": (
+        lambda run: _pairwise(run) and run.sampler == "hard",
+        "--sampler hard with --loss bpr/bce",
+    ),
+    "alpha": (lambda run: run.candidates == "popularity", "--candidates popularity"),
+}
+
+_FILE_OPTIONS = ("format", "delimiter", "rating_threshold", "string_ids")
+
+
+def _check_options_apply(args: argparse.Namespace, given: set[str], runs: list[RunConfig]) -> None:
+    """Refuse an option given where it does nothing."""
+
+    def option(dest: str) -> str:
+        return "--" + dest.replace("_", "-")
+
+    if args.data is None:
+        if args.test is not None:
+            raise UsageError("--test needs --data (the built-in data has no test file)")
+        for dest in _FILE_OPTIONS:
+            if dest in given:
+                raise UsageError(f"{option(dest)} applies to a file: it needs --data")
+    validation = args.valid_fraction > 0
+    if "split_seed" in given and args.data is not None and not validation:
+        raise UsageError(
+            "--split-seed seeds the validation split, and there is none (--valid-fraction 0)"
+        )
+    if "patience" in given and not validation:
+        raise UsageError("--patience applies with a validation split (--valid-fraction > 0)")
+    for dest in ("ks", "eval_every"):
+        if dest in given and not validation and args.test is None:
+            raise UsageError(
+                f"{option(dest)} applies to evaluation: a validation split or --test "
+                f"(here --valid-fraction 0 and no --test)"
+            )
+    for dest, (applies, where) in _RUN_OPTIONS.items():
+        if dest in given and not any(applies(run) for run in runs):
+            raise UsageError(f"{option(dest)} applies to {where}")
+    selects = any(
+        _pairwise(run) and run.sampler == "hard" and run.selection == "softmax" for run in runs
+    )
+    if "temperature" in given and selects and any(_softmax(run) for run in runs):
+        # The built-in comparison with --selection softmax: the softmax run's loss and the
+        # hard BPR run's selection would both take it.
+        raise UsageError(
+            "--temperature would set both the softmax run's loss temperature and the hard "
+            "run's --selection softmax temperature: choose the runs with --loss"
+        )
+
+
+def _check_sizes(args: argparse.Namespace, runs: list[RunConfig]) -> None:
+    """The negatives per row against the candidates, for the runs they apply to."""
+    hard, rand, candidates = args.num_hard, args.num_random, args.num_candidates
+    for run in runs:
+        if _pairwise(run):
+            if run.sampler == "hard" and not 1 <= hard + rand <= candidates:
+                raise UsageError(
+                    f"--num-hard + --num-random must be between 1 and --num-candidates "
+                    f"{candidates}, got {hard} + {rand} = {hard + rand}"
+                )
+            if run.sampler == "uniform" and hard + rand < 1:
+                raise UsageError(
+                    "--num-hard + --num-random (the uniform run's negatives per pair) must be "
+                    "at least 1, got 0"
+                )
+        elif run.sampler == "hard" and not 1 <= hard <= candidates:
+            raise UsageError(
+                f"--num-hard (the softmax run's hard negatives per pair) must be between 1 and "
+                f"--num-candidates {candidates}, got {hard}"
+            )
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Each output writable now and no input or other output file; the plot's format."""
+    inputs = [(name, path) for name, path in (("--data", args.data), ("--test", args.test)) if path]
+    if args.submission is not None:
+        check_output("--submission", args.submission, inputs)
+    if args.plot is not None:
+        others = inputs + ([("--submission", args.submission)] if args.submission else [])
+        check_output("--plot", args.plot, others)
+        plot_format("--plot", args.plot)
 
 
 def train_settings(args: argparse.Namespace) -> TrainSettings:
-    """Check the ``train`` arguments and turn them into settings; :class:`UsageError` if bad."""
+    """Check the ``train`` arguments and turn them into settings; :class:`UsageError` if bad.
+
+    Every check that needs no data is here: each value, each option against the
+    runs it applies to, the output files. Those that need the data are in
+    :func:`~negsample.cli._command.prepare`. Both come before any training.
+    """
+    given: set[str] = getattr(args, GIVEN, set())
+    _check_values(args)
     compare = args.data is None and args.sampler is None and args.loss is None
     loss = args.loss or "bpr"
-    losses = {"bpr", "softmax"} if compare else {loss}
-    if args.alpha is not None and args.candidates != "popularity":
-        raise UsageError("--alpha applies to --candidates popularity")
-    if "softmax" in losses:
-        if args.selection == "softmax":
-            raise UsageError("--selection softmax and --loss softmax share --temperature: use one")
-    if losses == {"softmax"} and args.reg:
-        raise UsageError("--reg applies to --loss bpr/bce (the softmax run has no L2 penalty)")
-    if "softmax" not in losses:
-        if args.temperature is not None and args.selection != "softmax":
-            raise UsageError("--temperature applies to --loss softmax or --selection softmax")
-        if args.in_batch:
-            raise UsageError("--in-batch applies to --loss softmax")
-        if args.neg_weight is not None:
-            raise UsageError("--neg-weight applies to --loss softmax")
-        if args.include_positive is not None:
-            raise UsageError("--include-positive applies to --loss softmax")
-        if args.user_dropout is not None:
-            raise UsageError("--user-dropout applies to --loss softmax")
-        if args.user_temperature:
-            raise UsageError("--user-temperature applies to --loss softmax")
-    if args.neg_weight is not None and not (math.isfinite(args.neg_weight) and args.neg_weight > 0):
-        raise UsageError(f"--neg-weight must be a finite number > 0, got {args.neg_weight}")
-    if args.user_dropout is not None and not 0.0 <= args.user_dropout < 1.0:
-        raise UsageError(f"--user-dropout must be in [0, 1), got {args.user_dropout}")
-    if not 0.0 <= args.valid_fraction < 1.0:
-        raise UsageError(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")
-    if args.data is None and args.test is not None:
-        raise UsageError("--test needs --data (the built-in data has no test file)")
-    if args.time_budget is not None and not args.time_budget > 0:
-        raise UsageError(f"--time-budget must be > 0 seconds, got {args.time_budget}")
-    if (
-        args.plot is not None
-        and args.valid_fraction == 0
-        and (args.test is None or args.eval_every is None)
-    ):
-        raise UsageError("--plot needs a validation split, or --test with --eval-every")
-    _check_output("--submission", args.submission)
-    _check_output("--plot", args.plot)
-    _check_device(args.device)
     common: dict[str, Any] = {
         name: getattr(args, name)
         for name in (
@@ -349,6 +598,21 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         sampler = args.sampler or ("both" if args.data is None else "hard")
         names = ["hard", "uniform"] if sampler == "both" else [sampler]
         runs = [_recipe(loss, name, name, args, tuning, common) for name in names]
+    _check_options_apply(args, given, runs)
+    _check_sizes(args, runs)
+    if args.plot is not None:
+        if args.valid_fraction == 0 and (args.test is None or args.eval_every is None):
+            raise UsageError("--plot needs a validation split, or --test with --eval-every")
+        epochs = common["epochs"]
+        if args.valid_fraction == 0 and args.eval_every > epochs:
+            raise UsageError(
+                f"--plot would have no point: the test curve is evaluated every --eval-every "
+                f"{args.eval_every} epochs, and --epochs is {epochs}"
+            )
+    try:
+        _check_outputs(args)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
     data = DataOptions(
         path=args.data,
         format=args.format,

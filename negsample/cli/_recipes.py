@@ -181,7 +181,8 @@ def row_sampler(
         config.num_candidates,
         config.num_hard,
         0,
-        generator=config.seed + 1,
+        # Its own stream, apart from the shared candidates' (a 64-bit seed, wrapped).
+        generator=(config.seed + 1) % 2**64,
         validate=False,
     )
 
