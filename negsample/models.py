@@ -78,6 +78,12 @@ def _unexpand(users: torch.Tensor, items_shape: torch.Size, shape: torch.Size) -
     return users
 
 
+def _norms(vectors: torch.Tensor) -> torch.Tensor:
+    """The L2 norms along the last dim, at least ``F.normalize``'s ``eps`` (1e-12)."""
+    norms: torch.Tensor = torch.linalg.vector_norm(vectors, dim=-1)
+    return norms.clamp_min(1e-12)
+
+
 class MFModel(nn.Module):
     """Matrix factorisation: ``score(u, i) = <e_u, e_i> (+ b_i)``, or the cosine of the two.
 
@@ -285,15 +291,20 @@ class MFModel(nn.Module):
             ) from err
         users_t = _unexpand(users_t, items_t.shape, shape)
         user_vectors = self._vectors(self.user_embedding, users_t)
-        item_vectors = self._vectors(self.item_embedding, items_t)
         if users_t.ndim == 2 and items_t.ndim == 2 and users_t.shape[1] == items_t.shape[0] == 1:
             # Every user against one shared row of items: one matrix product.
+            item_vectors = self._vectors(self.item_embedding, items_t)
             scores = user_vectors[:, 0] @ item_vectors[0].T
         elif users_t.ndim and users_t.shape[-1] == 1 and items_t.ndim and items_t.shape[-1] > 1:
             # One user against a row of items: a batched matrix-vector product is
-            # about twice as fast as a broadcast multiply and sum.
+            # about twice as fast as a broadcast multiply and sum. For cosine the
+            # products are divided by the item norms, not the (B, N, dim) vectors.
+            item_vectors = self.item_embedding(items_t)
             scores = torch.matmul(item_vectors, user_vectors.transpose(-1, -2)).squeeze(-1)
+            if self.similarity == "cosine":
+                scores = scores / _norms(item_vectors)
         else:
+            item_vectors = self._vectors(self.item_embedding, items_t)
             scores = (user_vectors * item_vectors).sum(dim=-1)
         if self.item_bias is not None:
             scores = scores + self.item_bias[items_t]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+import negsample.functional as functional_module
 from negsample.functional import bce_loss, bpr_loss, sampled_softmax_loss
 from tests.helpers import CUDA
 
@@ -639,3 +640,84 @@ def test_sampled_softmax_rejects_bad_negative_options(
 ) -> None:
     with pytest.raises(error, match=match):
         sampled_softmax_loss(torch.zeros(2), torch.zeros(2, 3), **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- the blocked CPU forward
+
+
+def random_softmax_batch(
+    seed: int, batch: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores with extremes, a (K,) log_q, a mask with all-masked and unmasked rows (float64)."""
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.randn(batch, dtype=torch.float64, generator=gen) * 3
+    neg = torch.randn(batch, k, dtype=torch.float64, generator=gen) * 3
+    neg[0, 0], neg[1, 1] = 60.0, -60.0  # one exponential near overflow, one near 0
+    log_q = torch.randn(k, dtype=torch.float64, generator=gen)
+    mask = torch.rand(batch, k, generator=gen) < 0.3
+    mask[2] = True  # every negative masked
+    mask[3] = False  # none masked
+    return pos, neg, log_q, mask
+
+
+@pytest.mark.parametrize("block_scores", [1, 7, 2**17], ids=["row", "rows", "one-block"])
+@pytest.mark.parametrize(("neg_weight", "include_positive"), GRAD_CASES)
+def test_blocked_forward_matches_the_formula_and_its_gradients(
+    monkeypatch: pytest.MonkeyPatch, block_scores: int, neg_weight: float, include_positive: bool
+) -> None:
+    # The CPU forward works on blocks of rows; any block size gives the formula's values and
+    # the gradients of plain autograd through it, in float64.
+    monkeypatch.setattr(functional_module, "_BLOCK_SCORES", block_scores)
+    pos, neg, log_q, mask = random_softmax_batch(5, 9, 6)
+    options = {"log_q": log_q, "mask": mask, "neg_weight": neg_weight}
+
+    def run(fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        p, n = pos.clone().requires_grad_(), neg.clone().requires_grad_()
+        if fn is sampled_softmax_loss:
+            out = fn(p, n, temperature=0.3, include_positive=include_positive,
+                     reduction="none", **options)  # fmt: skip
+        else:
+            out = fn(p, n, 0.3, include_positive=include_positive, **options)
+        out.backward(torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64))
+        assert p.grad is not None and n.grad is not None
+        return out.detach(), p.grad, n.grad
+
+    for got, want in zip(run(sampled_softmax_loss), run(softmax_reference), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_a_second_backward_through_the_graph_gives_the_same_gradients() -> None:
+    # The first backward turns the saved exponentials into the gradient in place; a second
+    # one (retain_graph=True) must recompute them, not reuse the scaled values.
+    pos, neg, log_q, mask = random_softmax_batch(6, 5, 4)
+    pos.requires_grad_()
+    neg.requires_grad_()
+    loss = sampled_softmax_loss(
+        pos, neg, temperature=0.5, log_q=log_q, mask=mask, neg_weight=1.22, include_positive=False
+    )
+    # Cloned: the first gradient of neg is the buffer that a wrong second pass would rescale.
+    first = [g.clone() for g in torch.autograd.grad(loss, (pos, neg), retain_graph=True)]
+    second = torch.autograd.grad(loss, (pos, neg), retain_graph=True)
+    third = torch.autograd.grad(loss, (neg,))
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(third[0], first[1], rtol=0, atol=0)
+
+
+def test_float32_loss_and_gradients_match_float64_on_a_recipe_sized_batch() -> None:
+    # The shape of a training step (many blocks of rows): float32 within rounding of float64.
+    pos, neg, log_q, mask = random_softmax_batch(7, 300, 700)
+    pos, neg = pos.clamp(-1, 1), neg.clamp(-1, 1)  # cosine scores
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        p = pos.to(dtype).requires_grad_()
+        n = neg.to(dtype).requires_grad_()
+        loss = sampled_softmax_loss(
+            p, n, temperature=0.1, log_q=log_q.to(dtype), mask=mask,
+            neg_weight=1.22, include_positive=False,
+        )  # fmt: skip
+        loss.backward()
+        assert p.grad is not None and n.grad is not None
+        grads.append((loss.detach().double(), p.grad.double(), n.grad.double()))
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

@@ -656,6 +656,28 @@ def test_shared_row_matrix_product_equals_the_elementwise_scores() -> None:
         torch.testing.assert_close(shared, elementwise)
 
 
+def test_per_row_cosine_scores_and_gradients_equal_the_elementwise_ones() -> None:
+    # (B, 1) users against (B, N) items divides the products by the item norms instead of
+    # normalising the gathered (B, N, dim) vectors: the same values and gradients.
+    users, items = torch.tensor([[1], [0], [3]]), torch.tensor([[2, 7, 7], [0, 8, 1], [5, 4, 3]])
+    results = []
+    for per_row in (True, False):
+        torch.manual_seed(2)
+        model = MFModel(4, 9, dim=6, similarity="cosine", dtype=torch.float64)
+        with torch.no_grad():
+            model.item_embedding.weight[7] = 0.0  # a zero vector scores 0, gradient finite
+        rows = users if per_row else users.expand(3, 3).contiguous()
+        scores = model(rows, items)
+        scores.backward(torch.linspace(-1.0, 2.0, 9, dtype=torch.float64).view(3, 3))
+        user_grad, item_grad = model.user_embedding.weight.grad, model.item_embedding.weight.grad
+        assert user_grad is not None and item_grad is not None
+        results.append((scores.detach(), user_grad, item_grad))
+    for got, want in zip(*results, strict=True):
+        assert bool(torch.isfinite(got).all())
+        torch.testing.assert_close(got, want)
+    assert results[0][0][0, 1].item() == 0.0
+
+
 def test_cosine_of_a_zero_embedding_is_zero_not_nan() -> None:
     model = MFModel(2, 3, dim=4, similarity="cosine", init_std=0.0)
     assert model.score_all(torch.tensor([0, 1])).tolist() == [[0.0] * 3] * 2

@@ -19,6 +19,7 @@ from scipy import stats
 
 from negsample import MFModel, PositiveIndex, SampledSoftmaxLoss, SharedNegativeSampler
 from negsample import candidates as candidates_module
+from negsample.samplers import _shared as shared_module
 from tests.helpers import (
     DEVICES,
     NARROW_ID_DTYPES,
@@ -56,6 +57,29 @@ def test_mask_equals_brute_force_membership(backend: str, data: st.DataObject) -
     mask = sampler.mask(torch.tensor(users), torch.tensor(items))
     assert mask.dtype == torch.bool
     assert mask.tolist() == brute_force_mask(case, users, items)
+
+
+@pytest.mark.parametrize(
+    ("table_items", "per_positive"), [(0, 0), (2**40, 0)], ids=["search", "table"]
+)
+@given(data=st.data())
+def test_compacting_mask_by_search_and_by_table_equal_brute_force(
+    table_items: int, per_positive: int, data: st.DataObject
+) -> None:
+    # The CPU path finds the candidates among the rows' positives by a binary search, or by
+    # a lookup in a table over the catalogue; force each in turn.
+    case = data.draw(cases(allow_full=True))
+    users, items = data.draw(users_and_items(case))
+    sampler = SharedNegativeSampler(case.index, 4)
+    original = (shared_module._TABLE_ITEMS, shared_module._TABLE_ITEMS_PER_POSITIVE)
+    shared_module._TABLE_ITEMS, shared_module._TABLE_ITEMS_PER_POSITIVE = table_items, per_positive
+    try:
+        mask = sampler.mask(torch.tensor(users), torch.tensor(items))
+        batch = sampler.in_batch(torch.tensor(users), torch.tensor(items[:1] * len(users)))
+    finally:
+        shared_module._TABLE_ITEMS, shared_module._TABLE_ITEMS_PER_POSITIVE = original
+    assert mask.tolist() == brute_force_mask(case, users, items)
+    assert batch.mask.tolist() == brute_force_mask(case, users, items[:1] * len(users))
 
 
 @given(data=st.data())
