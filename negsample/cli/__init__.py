@@ -7,9 +7,12 @@ writes a competition submission. It uses public names of the library only.
 Its recipes (:func:`recipe`, :func:`make_step`, :func:`make_optimizer`) are
 public too, for training loops of your own such as ``examples/train_ddp.py``.
 
-Exit status: 0 on success, 2 for bad usage or bad data (one line
-``negsample: error: ...`` on stderr; ``--debug`` shows the traceback), 130 when
-interrupted; a bug shows its traceback (status 1).
+Exit status: 0 on success; 2 for bad usage or bad data, refused before any
+training (one line ``negsample: error: ...`` on stderr; ``--debug`` shows the
+traceback); 1 for a run that fails once training has started (its loss or
+weights turn non-finite, memory runs out, an output cannot be written: one
+line too, and no output is left half-written); 130 when interrupted. A bug
+shows its traceback (status 1).
 
 The modules: ``_parser`` (arguments to checked settings), ``_data`` (files,
 built-in data, validation split), ``_recipes`` (per-run settings, the step of
@@ -27,15 +30,17 @@ from collections.abc import Sequence
 from negsample.cli._command import prepare, run_train
 from negsample.cli._parser import PROG, UsageError, build_parser, train_settings
 from negsample.cli._recipes import LOSSES, RunConfig, make_optimizer, make_step, recipe
+from negsample.cli._train import TrainingError, out_of_memory
 
 __all__ = ["LOSSES", "RunConfig", "main", "make_optimizer", "make_step", "recipe"]
 
 USAGE_STATUS = 2
+RUN_STATUS = 1
 
 
-def _error(message: str) -> int:
+def _error(message: str, status: int = USAGE_STATUS) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
-    return USAGE_STATUS
+    return status
 
 
 def _describe(err: BaseException) -> str:
@@ -83,8 +88,11 @@ def _train(args: argparse.Namespace, debug: bool) -> int:
         return _error(_describe(err))
     try:
         run_train(settings, data)
-    except OSError as err:  # writing the plot or the submission
-        if debug:
+    except (TrainingError, OSError, RuntimeError) as err:
+        # OSError: writing the plot or the submission (checked before training: a full disk).
+        what = out_of_memory(err)
+        if debug or not (isinstance(err, (TrainingError, OSError)) or what):
             raise
-        return _error(_describe(err))
+        message = f"out of {what} in training" if what else _describe(err)
+        return _error(message, RUN_STATUS)
     return 0

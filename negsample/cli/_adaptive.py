@@ -25,22 +25,37 @@ def lambert_w(x: torch.Tensor, iterations: int = 30) -> torch.Tensor:
     """The principal branch ``W0`` of the Lambert W function (``W e^W = x``), in float64.
 
     Defined for ``x >= -1/e`` (``W0(-1/e) = -1``; values within float32
-    rounding of it count as it); smaller values give NaN.
-    Halley's iteration from a series at the branch point (``x < 0``) or
-    ``log1p(x)``.
+    rounding of it count as it); smaller values give NaN, ``+inf`` gives
+    ``+inf``. Halley's iteration from a series at the branch point
+    (``x < 0``) or ``log1p(x)``, for ``x <= e``; above, where ``e^W`` would
+    overflow for ``x`` past about ``1e305``, Newton's iteration on
+    ``W + log W = log x`` from its asymptotic series.
     """
-    below = x.to(torch.float64) < -(1.0 + 1e-6) / math.e
+    x = x.to(torch.float64)
+    below = x < -(1.0 + 1e-6) / math.e
     # Within float32 rounding of -1/e counts as the branch point.
-    x = x.to(torch.float64).clamp(min=-1.0 / math.e)
-    p = torch.sqrt(2.0 * (math.e * x + 1.0))
-    w = torch.where(x < 0, -1.0 + p - p * p / 3.0 + 11.0 / 72.0 * p**3, torch.log1p(x.clamp(min=0)))
+    x = x.clamp(min=-1.0 / math.e)
+    large = x > math.e
+    small = torch.where(large, torch.zeros_like(x), x)
+    p = torch.sqrt(2.0 * (math.e * small + 1.0))
+    w = torch.where(
+        small < 0, -1.0 + p - p * p / 3.0 + 11.0 / 72.0 * p**3, torch.log1p(small.clamp(min=0))
+    )
     for _ in range(iterations):
         ew = torch.exp(w)
-        f = w * ew - x
+        f = w * ew - small
         denominator = ew * (w + 1.0) - (w + 2.0) * f / (2.0 * w + 2.0)
         update = f / denominator
         # At the branch point (w = -1) the step is 0 / 0: W is already exact there.
         w = w - torch.where(torch.isfinite(update), update, torch.zeros_like(update))
+    # log x > 1 here (1 where x is not large, to keep the unused lanes finite).
+    log_x = torch.log(torch.where(large, x, torch.full_like(x, math.e)))
+    log_log_x = torch.log(log_x)
+    v = log_x - log_log_x + log_log_x / log_x
+    for _ in range(iterations):
+        v = v - (v + torch.log(v) - log_x) / (1.0 + 1.0 / v)
+    w = torch.where(large, v, w)
+    w = torch.where(x == math.inf, x, w)
     return torch.where(below, torch.full_like(w, math.nan), w)
 
 

@@ -14,6 +14,7 @@ from negsample.data import Interactions, holdout_split, load, synthetic_dataset
 
 # MovieLens-100K: u.data and the u1..u5, ua, ub .base/.test splits (user item rating time).
 MOVIELENS_100K = re.compile(r"u[1-5ab]?\.(data|base|test)")
+COMPETITION_HEADER = "UserId,ItemId"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,44 @@ class Data:
     notes: list[str]  # what the user may want to know about the data (printed)
 
 
+def _first_line(path: Path) -> str | None:
+    """The file's first line without its newline and a BOM; None if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8-sig") as file:
+            return file.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):  # the loader reports these, naming the file
+        return None
+
+
+# A test id absent from the training file, as negsample.data words it for API callers.
+_UNKNOWN_ID = re.compile(r"(?P<where>.+): (?P<what>user|item) id (?P<id>.+) is not in like's ")
+
+
+def _load_test(
+    path: Path, options: DataOptions, like: Interactions, notes: list[str]
+) -> Interactions:
+    """The test file in the training file's id space: an id the training file lacks is an error."""
+    try:
+        return _load_file(path, options, like, notes)
+    except ValueError as err:
+        unknown = _UNKNOWN_ID.match(str(err))
+        if unknown is None:
+            raise
+        raise ValueError(
+            f"{unknown['where']}: {unknown['what']} id {unknown['id']} is not in the training "
+            f"file {options.path} (the test file must use the training file's users and items)"
+        ) from None
+
+
+def _check_pairs(what: str, path: Path, options: DataOptions, interactions: Interactions) -> None:
+    """Raise unless the file gave at least one pair."""
+    if interactions.num_pairs:
+        return
+    threshold = options.rating_threshold
+    kept = "" if threshold is None else f" rated at least --rating-threshold {threshold:g}"
+    raise ValueError(f"{what} {path} has no pairs{kept}")
+
+
 def _load_file(
     path: Path, options: DataOptions, like: Interactions | None, notes: list[str]
 ) -> Interactions:
@@ -59,6 +98,14 @@ def _load_file(
         fmt = "pairs"
     if kwargs and fmt != "pairs":
         raise ValueError("--delimiter and --rating-threshold apply to the pairs format")
+    if fmt == "pairs" and _first_line(path) == COMPETITION_HEADER:
+        header = f"{path}, line 1: {COMPETITION_HEADER!r} is the header of a competition CSV"
+        if options.format == "pairs":
+            raise ValueError(f"{header}, not a pair: read it with --format csv")
+        raise ValueError(
+            f"{header}, which has no ratings: --rating-threshold and --delimiter apply to the "
+            f"pairs format (user item [rating], one pair per line)"
+        )
     if options.string_ids:
         if fmt == "auto" and path.suffix.lower() == ".csv":
             fmt = "csv"
@@ -91,11 +138,14 @@ def load_data(options: DataOptions) -> Data:
         test = None
     else:
         interactions = _load_file(options.path, options, None, notes)
+        _check_pairs("the training file", options.path, options, interactions)
         full = interactions.to_index()
         described = str(options.path)
         test = None
         if options.test is not None:
-            test = _load_file(options.test, options, interactions, notes).to_index()
+            test_pairs = _load_test(options.test, options, interactions, notes)
+            _check_pairs("the test file", options.test, options, test_pairs)
+            test = test_pairs.to_index()
             described += f" with test file {options.test}"
     if options.valid_fraction == 0:
         return Data(

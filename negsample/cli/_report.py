@@ -42,8 +42,13 @@ def comparison(runs: list[Run], k: int) -> str:
     return "\n".join(lines)
 
 
-def plot(path: Path, runs: list[Run], k: int) -> None:
-    """Validation (else test) Recall and NDCG per epoch, a star at each run's chosen epoch."""
+def plot(path: Path, runs: list[Run], k: int, fmt: str = "png") -> None:
+    """Validation (else test) Recall and NDCG per epoch, a star at each run's chosen epoch.
+
+    Written to ``path`` exactly (matplotlib would add an extension to a name without one)
+    in the format ``fmt``. A run without a point (a time budget spent before the first
+    evaluation) has no curve.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,6 +62,8 @@ def plot(path: Path, runs: list[Run], k: int) -> None:
         key = prefix + metric
         for run in runs:
             points = [(h["epoch"], h[key]) for h in run.history if key in h]
+            if not points:
+                continue
             epochs, values = zip(*points, strict=True)
             (line,) = ax.plot(epochs, values, marker=".", label=run.config.label)
             chosen = run.history[run.best_epoch - 1]
@@ -67,7 +74,8 @@ def plot(path: Path, runs: list[Run], k: int) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{where} {metric}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=fmt)
     plt.close(fig)

@@ -32,6 +32,31 @@ def progress(iterable: Iterable[T], total: int, desc: str, enabled: bool) -> Ite
     yield from iterable
 
 
+class TrainingError(Exception):
+    """A run that failed once training had started: one line for the user, exit status 1."""
+
+
+def out_of_memory(err: BaseException) -> str | None:
+    """What ran out if ``err`` is an allocation failure (CPU or GPU), else None."""
+    text = " ".join(str(err).split())
+    if isinstance(err, torch.OutOfMemoryError):
+        return "GPU memory" if "CUDA" in text else "memory"
+    if isinstance(err, RuntimeError) and (
+        "can't allocate memory" in text or "not enough memory" in text
+    ):
+        return "memory"
+    return None
+
+
+def diverged(model: MFModel, loss: float) -> str | None:
+    """Why a run cannot go on: a non-finite loss or non-finite weights; None if neither."""
+    if not math.isfinite(loss):
+        return f"its training loss is {loss}"
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return "its weights are not finite"
+    return None
+
+
 @dataclass
 class Run:
     """A trained model and what happened on the way."""
@@ -121,6 +146,13 @@ def train(
             "loss": float(total) / max(seen, 1),
             "seconds": seconds,
         }
+        reason = diverged(model, row["loss"])
+        if reason is not None:
+            # Metrics, a plot or a submission from these weights would be noise.
+            raise TrainingError(
+                f"the {name} run diverged in epoch {epoch}: {reason} (a smaller --lr may help); "
+                f"nothing was written"
+            )
         stop = out_of_time
         if valid_d is not None and (epoch % every == 0 or epoch == epochs or out_of_time):
             row.update(evaluate(model, index_d, valid_d, ks=ks))

@@ -13,6 +13,8 @@ from negsample.index import PositiveIndex
 
 # Scores held at once by ``synthetic_dataset``: bounds memory at large sizes.
 _SYNTHETIC_CHUNK_SCORES = 2**22
+# Beyond it, degree_sigma**2 overflows float64; far below it every degree is clipped anyway.
+_MAX_DEGREE_SIGMA = 1e150
 
 
 def synthetic_dataset(
@@ -65,12 +67,14 @@ def synthetic_dataset(
         num_items: Number of items, at least 3.
         dim: Rank of the planted factors.
         interactions_per_user: Mean positives per user, in ``[2, num_items - 1]``.
-        popularity_alpha: Zipf exponent of the popularity, ``>= 0``.
-        temperature: Sharpness of the taste structure, ``> 0``.
+        popularity_alpha: Zipf exponent of the popularity, ``>= 0`` (and small
+            enough that ``popularity_alpha * log(num_items)`` is a finite float).
+        temperature: Sharpness of the taste structure, ``> 0`` (and large enough
+            that the scores do not overflow).
         noise_fraction: Share of each user's positives drawn by popularity
             only, in ``[0, 1)``.
         degree_sigma: Log-scale of the log-normal number of positives per
-            user, ``>= 0`` (0: every user has ``interactions_per_user``).
+            user, in ``[0, 1e150]`` (0: every user has ``interactions_per_user``).
         min_interactions: Fewest positives of a user, in
             ``[2, interactions_per_user]`` (like the core filtering of real
             datasets).
@@ -100,6 +104,8 @@ def synthetic_dataset(
     if noise >= 1:
         raise ValueError(f"noise_fraction must be in [0, 1), got {noise}")
     sigma = _check_float("degree_sigma", degree_sigma, positive=False)
+    if sigma > _MAX_DEGREE_SIGMA:  # sigma**2 / 2, the log-normal's shift, would overflow
+        raise ValueError(f"degree_sigma must be <= {_MAX_DEGREE_SIGMA:g}, got {sigma}")
     min_degree = check_int("min_interactions", min_interactions, minimum=2)
     if min_degree > mean_degree:
         raise ValueError(
@@ -109,8 +115,14 @@ def synthetic_dataset(
 
     rng = np.random.default_rng(seed)
     user_factors = rng.standard_normal((num_users, dim))
-    item_factors = rng.standard_normal((num_items, dim)) / (math.sqrt(dim) * temp)
-    log_popularity = -alpha * np.log1p(rng.permutation(num_items))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        item_factors = rng.standard_normal((num_items, dim)) / (math.sqrt(dim) * temp)
+        log_popularity = -alpha * np.log1p(rng.permutation(num_items))
+    if not np.isfinite(log_popularity).all():
+        raise ValueError(
+            f"popularity_alpha is too large for {num_items} items: popularity_alpha * "
+            f"log(num_items) must be a finite float64, got popularity_alpha={alpha}"
+        )
     sizes = rng.lognormal(math.log(mean_degree) - sigma**2 / 2, sigma, num_users)
     degrees = np.clip(np.rint(sizes), min_degree, num_items - 1).astype(np.int64)
     # Of each user's positives, this many are drawn by popularity alone, the rest by taste.
@@ -120,7 +132,13 @@ def synthetic_dataset(
     chunk = max(1, _SYNTHETIC_CHUNK_SCORES // num_items)
     for start in range(0, num_users, chunk):
         stop = min(start + chunk, num_users)
-        logits = user_factors[start:stop] @ item_factors.T + log_popularity
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = user_factors[start:stop] @ item_factors.T + log_popularity
+        if not np.isfinite(logits).all():
+            raise ValueError(
+                f"temperature is too small: the scores <u, v_i> / (sqrt(dim) * temperature) "
+                f"overflow float64, got temperature={temp}"
+            )
         rows, items = _gumbel_top(logits, degrees[start:stop] - noisy[start:stop], rng)
         key_parts.append((start + rows) * num_items + items)
         if noise > 0:
