@@ -174,7 +174,10 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["--device", "nonsense"], "argument --device"),
         (["--submission", "/no/such/folder/s.csv"], "the folder /no/such/folder does not exist"),
         # In the command's own terms, not the sampler's arguments.
-        (["--num-hard", "20"], "--num-hard + --num-random must be between 1 and --num-candidates 10"),
+        (
+            ["--num-hard", "20"],
+            "--num-hard + --num-random must be between 1 and --num-candidates 10",
+        ),
         (["--ks", "100000"], "--ks 100000 is more than the"),
     ],
 )

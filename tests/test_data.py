@@ -771,6 +771,23 @@ def test_synthetic_dataset_rejects_bad_noise_and_degree_sigma() -> None:
         synthetic_dataset(10, 10, interactions_per_user=5, min_interactions=3.0)  # type: ignore[arg-type]
 
 
+def test_synthetic_dataset_names_the_argument_whose_value_overflows() -> None:
+    # Finite values so large (or small) that the scores or degrees overflow float64: an
+    # error naming the argument, not an OverflowError or a broken index.
+    with pytest.raises(ValueError, match=r"degree_sigma must be <= 1e\+150, got 1e\+200"):
+        synthetic_dataset(10, 10, interactions_per_user=5, degree_sigma=1e200)
+    with pytest.raises(ValueError, match="popularity_alpha is too large for 10 items"):
+        synthetic_dataset(10, 10, interactions_per_user=5, popularity_alpha=1e308)
+    with pytest.raises(ValueError, match="temperature is too small"):
+        synthetic_dataset(10, 10, interactions_per_user=5, temperature=1e-310)
+    # Just inside the bounds: a valid index, and no overflow warning on the way.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for kwargs in ({"degree_sigma": 1e150}, {"popularity_alpha": 1e300}):
+            index = synthetic_dataset(10, 10, interactions_per_user=5, **kwargs)  # type: ignore[arg-type]
+            assert index.num_users == 10 and int(index.degree(torch.arange(10)).min()) >= 2
+
+
 def recall_at_20(scores: np.ndarray, train: np.ndarray, valid: np.ndarray) -> float:
     """Mean Recall@20 over users with held-out items, training items excluded."""
     ranked = np.argsort(-np.where(train, -np.inf, scores), axis=1, kind="stable")[:, :20]
