@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +24,13 @@ import torch.nn.functional as F
 
 from negsample._checks import _short
 
-__all__ = ["Reduction", "bce_loss", "bpr_loss", "sampled_softmax_loss"]
+__all__ = [
+    "Reduction",
+    "bce_loss",
+    "bpr_loss",
+    "sampled_softmax_loss",
+    "sampled_softmax_loss_from_vectors",
+]
 
 Reduction = Literal["mean", "sum", "none"]
 """How a loss combines its per-term values, ``"mean"``, ``"sum"`` or ``"none"``."""
@@ -229,17 +236,45 @@ def _check_temperature(temperature: Any) -> float:
     return _check_positive_float("temperature", temperature)
 
 
-def _broadcast_to_negatives(name: str, value: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """``value`` broadcast to ``neg``'s ``(B, K)`` shape, or a ``ValueError`` naming it."""
-    if value.device != neg.device:
-        raise ValueError(f"{name} must be on the scores' device {neg.device}, got {value.device}")
+def _broadcast_to_negatives(
+    name: str, value: torch.Tensor, shape: torch.Size, device: torch.device
+) -> torch.Tensor:
+    """``value`` broadcast to the negatives' ``(B, K)`` shape, or a ``ValueError`` naming it."""
+    if value.device != device:
+        raise ValueError(f"{name} must be on the scores' device {device}, got {value.device}")
     try:
-        return value.expand(neg.shape) if value.ndim <= 2 else value.view(-1).expand(neg.shape)
+        return value.expand(shape) if value.ndim <= 2 else value.view(-1).expand(shape)
     except RuntimeError as err:
         raise ValueError(
-            f"{name} must broadcast to the negatives' shape {tuple(neg.shape)}, "
+            f"{name} must broadcast to the negatives' shape {tuple(shape)}, "
             f"got shape {tuple(value.shape)}"
         ) from err
+
+
+def _check_offsets_and_mask(
+    log_q: Any, mask: Any, shape: torch.Size, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor | float | None, torch.Tensor | None]:
+    """``log_q`` as ``None``, a float or a ``(B, K)`` view; ``mask`` as ``None`` or a ``(B, K)`` view."""
+    offsets: torch.Tensor | float | None = None
+    if isinstance(log_q, torch.Tensor):
+        if not log_q.is_floating_point():
+            raise TypeError(f"log_q must be a floating-point tensor, got dtype {log_q.dtype}")
+        offsets = _broadcast_to_negatives("log_q", log_q.to(dtype), shape, device)
+    elif log_q is not None:
+        if isinstance(log_q, (bool, np.bool_)) or not isinstance(log_q, numbers.Real):
+            raise TypeError(
+                f"log_q must be None, a float or a floating-point tensor, got {_short(log_q)}"
+            )
+        offsets = float(log_q)
+    drop: torch.Tensor | None = None
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(
+                f"mask must be a bool tensor, got "
+                f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}"
+            )
+        drop = _broadcast_to_negatives("mask", mask, shape, device)
+    return offsets, drop
 
 
 def _check_softmax_neg_weight(neg_weight: Any) -> float:
@@ -370,28 +405,148 @@ def sampled_softmax_loss(
     pos, neg, out_dtype = _check_scores(pos_scores, neg_scores)
     if neg_scores.ndim != 2:
         raise ValueError(f"neg_scores must have shape (B, K), got shape {tuple(neg_scores.shape)}")
-    shift: Any = log_q  # checked at run time: callers may pass anything
-    offsets: torch.Tensor | float | None = None
-    if isinstance(shift, torch.Tensor):
-        if not shift.is_floating_point():
-            raise TypeError(f"log_q must be a floating-point tensor, got dtype {shift.dtype}")
-        offsets = _broadcast_to_negatives("log_q", shift.to(neg.dtype), neg)
-    elif shift is not None:
-        if isinstance(shift, (bool, np.bool_)) or not isinstance(shift, numbers.Real):
-            raise TypeError(
-                f"log_q must be None, a float or a floating-point tensor, got {_short(shift)}"
-            )
-        offsets = float(shift)
-    drop: torch.Tensor | None = None
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            raise TypeError(
-                f"mask must be a bool tensor, got "
-                f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}"
-            )
-        drop = _broadcast_to_negatives("mask", mask, neg)
+    offsets, drop = _check_offsets_and_mask(log_q, mask, neg.shape, neg.dtype, neg.device)
     terms: torch.Tensor = _SampledSoftmax.apply(  # type: ignore[no-untyped-call]
         pos[:, 0], neg, t, weight, include, offsets, drop
+    )
+    return _reduce(terms, reduction).to(out_dtype)
+
+
+def sampled_softmax_loss_from_vectors(
+    pos_scores: torch.Tensor,
+    user_vectors: torch.Tensor,
+    item_vectors: torch.Tensor | None = None,
+    row_vectors: torch.Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    log_q: torch.Tensor | float | None = None,
+    mask: torch.Tensor | None = None,
+    neg_weight: float = 1.0,
+    include_positive: bool = True,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r""":func:`sampled_softmax_loss` of negatives scored by inner products, computed fused.
+
+    The negatives' scores are the inner products of each row's user vector with
+    ``K`` item vectors shared by every row and with ``n`` item vectors of its
+    own: the same loss, value and gradients (up to rounding), as
+
+    .. code-block:: python
+
+        neg_scores = torch.cat(
+            [user_vectors @ item_vectors.T,                         # (B, K)
+             (row_vectors @ user_vectors[:, :, None]).squeeze(2)],  # (B, n)
+            dim=1,
+        )
+        sampled_softmax_loss(pos_scores, neg_scores, temperature=..., log_q=..., mask=...)
+
+    but without the ``(B, K + n)`` score matrix as a tensor of its own: each
+    block of rows computes its scores into the buffer of exponentials the
+    backward needs anyway (on the CPU, blocks that stay in the cache), and the
+    backward turns that buffer into the scores' gradient in place. For
+    :class:`~negsample.MFModel` the vectors are
+    :meth:`~negsample.MFModel.user_vectors` and
+    :meth:`~negsample.MFModel.item_vectors` (normalised for cosine similarity).
+
+    Args:
+        pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+        user_vectors: ``(B, d)``, one per row.
+        item_vectors: ``(K, d)`` shared by every row, or ``None``.
+        row_vectors: ``(B, n, d)``, each row's own, or ``None``; at least one of
+            the two, and ``K + n >= 1``.
+        temperature: As in :func:`sampled_softmax_loss`.
+        log_q: As there, over the ``K + n`` negatives: shared first, then each
+            row's own (e.g. a ``(K + n,)`` tensor).
+        mask: As there, a bool tensor broadcastable to ``(B, K + n)``.
+        neg_weight: As there.
+        include_positive: As there.
+        reduction: As there.
+
+    Returns:
+        A scalar, or ``(B,)`` for ``reduction="none"``, in the promoted dtype of
+        the scores and vectors.
+
+    Raises:
+        TypeError: If a tensor is not floating point, ``mask`` is not bool, or an
+            option has the wrong type.
+        ValueError: For wrong or mismatched shapes, no negatives, tensors on
+            different devices, or an option out of range.
+
+    Example:
+        >>> users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> items = torch.tensor([[1.0, 1.0], [0.0, -1.0], [2.0, 0.0]])  # K = 3 shared
+        >>> own = torch.tensor([[[0.5, 0.5]], [[1.0, 0.0]]])             # n = 1 per row
+        >>> pos = torch.tensor([2.0, 0.0])
+        >>> fused = sampled_softmax_loss_from_vectors(pos, users, items, own, reduction="none")
+        >>> scores = torch.cat([users @ items.T, (own @ users[:, :, None]).squeeze(2)], dim=1)
+        >>> torch.allclose(fused, sampled_softmax_loss(pos, scores, reduction="none"))
+        True
+    """
+    reduction = _check_reduction(reduction)
+    t = _check_temperature(temperature)
+    weight = _check_softmax_neg_weight(neg_weight)
+    include = _check_include_positive(include_positive)
+    named: dict[str, Any] = {"pos_scores": pos_scores, "user_vectors": user_vectors}
+    named.update({"item_vectors": item_vectors, "row_vectors": row_vectors})
+    for name, value in named.items():
+        if value is None and name in ("item_vectors", "row_vectors"):
+            continue
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise TypeError(f"{name} must be a floating-point tensor, got {got}")
+    if item_vectors is None and row_vectors is None:
+        raise ValueError("item_vectors and row_vectors are both None: there are no negatives")
+    if user_vectors.ndim != 2:
+        raise ValueError(
+            f"user_vectors must have shape (B, d), got shape {tuple(user_vectors.shape)}"
+        )
+    batch, dim = user_vectors.shape
+    if item_vectors is not None and (item_vectors.ndim != 2 or item_vectors.shape[1] != dim):
+        raise ValueError(
+            f"item_vectors must have shape (K, d) with d={dim} like user_vectors, "
+            f"got shape {tuple(item_vectors.shape)}"
+        )
+    if row_vectors is not None and (
+        row_vectors.ndim != 3 or row_vectors.shape[0] != batch or row_vectors.shape[2] != dim
+    ):
+        raise ValueError(
+            f"row_vectors must have shape (B, n, d) with B={batch}, d={dim} like "
+            f"user_vectors, got shape {tuple(row_vectors.shape)}"
+        )
+    if pos_scores.shape not in ((batch,), (batch, 1)):
+        raise ValueError(
+            f"pos_scores must have shape (B,) or (B, 1) with B={batch} like user_vectors, "
+            f"got shape {tuple(pos_scores.shape)}"
+        )
+    if batch == 0:
+        raise ValueError("the batch is empty (B = 0): user_vectors has shape (0, d)")
+    shared = 0 if item_vectors is None else item_vectors.shape[0]
+    per_row = 0 if row_vectors is None else row_vectors.shape[1]
+    if shared + per_row == 0:
+        raise ValueError("there are no negatives (K + n = 0)")
+    tensors = [t_ for t_ in (pos_scores, user_vectors, item_vectors, row_vectors) if t_ is not None]
+    device = user_vectors.device
+    if any(tensor.device != device for tensor in tensors):
+        raise ValueError(
+            f"pos_scores and the vectors must be on one device, got "
+            f"{sorted({str(tensor.device) for tensor in tensors})}"
+        )
+    out_dtype = tensors[0].dtype
+    for tensor in tensors[1:]:
+        out_dtype = torch.promote_types(out_dtype, tensor.dtype)
+    work = torch.promote_types(out_dtype, torch.float32)
+    shape = torch.Size((batch, shared + per_row))
+    offsets, drop = _check_offsets_and_mask(log_q, mask, shape, work, device)
+    terms: torch.Tensor = _SampledSoftmaxFromVectors.apply(  # type: ignore[no-untyped-call]
+        pos_scores.reshape(batch).to(work),
+        user_vectors.to(work),
+        None if item_vectors is None else item_vectors.to(work),
+        None if row_vectors is None else row_vectors.to(work),
+        t,
+        weight,
+        include,
+        offsets,
+        drop,
     )
     return _reduce(terms, reduction).to(out_dtype)
 
@@ -416,18 +571,22 @@ def _outside_scale(temperature: float, weight: float) -> float | None:
     return None if weight == 1.0 else temperature / (weight - 1.0)
 
 
-# Rows per block of the CPU forward: about 2**17 scores (512 KiB in float32), so that the
+# Rows per block of the CPU forward: about 2**19 scores (2 MiB in float32), so that the
 # block's passes (difference, offsets, mask, max, exponential, sum) run in the cache
 # instead of streaming the whole (B, K) tensor from memory once per pass.
-_BLOCK_SCORES = 2**17
+_BLOCK_SCORES = 2**19
+
+# scores_of(start, length, out) -> the negative scores of rows [start, start + length),
+# written into `out` (that block of the exponentials' buffer) or returned as a view.
+_BlockScores = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 
-def _row_blocks(batch: int, num_negatives: int, device: torch.device) -> list[slice]:
-    """Row ranges the forward processes one after another (one range off the CPU)."""
+def _row_blocks(batch: int, num_negatives: int, device: torch.device) -> list[tuple[int, int]]:
+    """``(start, length)`` of the row blocks the forward processes (one block off the CPU)."""
     if device.type != "cpu":
-        return [slice(0, batch)]
+        return [(0, batch)]
     rows = max(1, _BLOCK_SCORES // max(num_negatives, 1))
-    return [slice(start, start + rows) for start in range(0, batch, rows)]
+    return [(start, min(rows, batch - start)) for start in range(0, batch, rows)]
 
 
 def _exp_block(
@@ -443,7 +602,7 @@ def _exp_block(
 
     ``z = (s_k - s+) / T - log q_k``, ``-inf`` where masked; ``top`` is the row's
     largest ``z`` (at least 0, the positive's own ``z``, when it is in the
-    normaliser), or 0 for a row of ``-inf``.
+    normaliser), or 0 for a row of ``-inf``. ``neg`` may be ``out`` itself.
     """
     # Dividing the difference, not s / T: a finite score over a small T may overflow,
     # a difference that overflows is one whose exponential is exactly 0 (or inf).
@@ -452,7 +611,8 @@ def _exp_block(
     if offsets is not None:
         out.sub_(offsets)
     if drop is not None:
-        out.masked_fill_(drop, -math.inf)
+        # where(out=) rather than masked_fill_: the same values, about twice as fast on CPU.
+        torch.where(drop, out.new_full((), -math.inf), out, out=out)
     top = out.amax(dim=1)
     if include:
         top = top.clamp_min(0.0)
@@ -463,33 +623,31 @@ def _exp_block(
 
 
 def _exponentials(
+    scores_of: _BlockScores,
     pos: torch.Tensor,
-    neg: torch.Tensor,
+    shape: tuple[int, int],
     temperature: float,
     offsets: torch.Tensor | float | None,
     drop: torch.Tensor | None,
     include: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The shifted exponentials ``(B, K)`` and each row's shift ``top`` ``(B,)``, block by block."""
-    batch, k = neg.shape
-    exp_neg = torch.empty((batch, k), dtype=neg.dtype, device=neg.device)
-    blocks = _row_blocks(batch, k, neg.device)
-    if len(blocks) == 1:
-        return exp_neg, _exp_block(exp_neg, pos, neg, temperature, offsets, drop, include)
+    exp_neg = torch.empty(shape, dtype=pos.dtype, device=pos.device)
     tops = []
-    for rows in blocks:
+    for start, length in _row_blocks(shape[0], shape[1], pos.device):
+        out = exp_neg.narrow(0, start, length)
         tops.append(
             _exp_block(
-                exp_neg[rows],
-                pos[rows],
-                neg[rows],
+                out,
+                pos.narrow(0, start, length),
+                scores_of(start, length, out),
                 temperature,
-                offsets[rows] if isinstance(offsets, torch.Tensor) else offsets,
-                None if drop is None else drop[rows],
+                offsets.narrow(0, start, length) if isinstance(offsets, torch.Tensor) else offsets,
+                None if drop is None else drop.narrow(0, start, length),
                 include,
             )
         )
-    return exp_neg, torch.cat(tops)
+    return exp_neg, tops[0] if len(tops) == 1 else torch.cat(tops)
 
 
 def _has_negatives(drop: torch.Tensor) -> torch.Tensor:
@@ -502,19 +660,111 @@ def _has_negatives(drop: torch.Tensor) -> torch.Tensor:
     return drop.view(torch.uint8).amin(dim=1) == 0
 
 
+def _softmax_forward(
+    ctx: Any,
+    scores_of: _BlockScores,
+    pos: torch.Tensor,
+    shape: tuple[int, int],
+    temperature: float,
+    weight: float,
+    include: bool,
+    offsets: torch.Tensor | float | None,
+    drop: torch.Tensor | None,
+) -> torch.Tensor:
+    """The per-row loss terms; keeps on ``ctx`` what :func:`_softmax_backward` needs."""
+    exp_neg, top = _exponentials(scores_of, pos, shape, temperature, offsets, drop, include)
+    neg_sum = exp_neg.sum(dim=1)
+    total = neg_sum + torch.exp(-top) if include else neg_sum
+    terms = (top + torch.log(total)) * weight
+    outside = _outside_scale(temperature, weight)
+    if outside is not None:
+        terms = terms + pos / outside
+    valid = None
+    # With the positive in and lambda = 1 an all-masked row is exactly 0 (log e^0)
+    # with zero gradients already: only the other forms pay for finding such rows.
+    if drop is not None and not (include and weight == 1.0):
+        valid = _has_negatives(drop)
+        terms = torch.where(valid, terms, torch.zeros_like(terms))
+    float_offsets = None if isinstance(offsets, torch.Tensor) else offsets
+    ctx.softmax = (shape, temperature, weight, include, float_offsets, neg_sum, total, valid)
+    # An intermediate, kept on ctx (not saved): the first backward overwrites it.
+    ctx.exp_neg = exp_neg
+    return terms
+
+
+def _softmax_backward(
+    ctx: Any,
+    grad: torch.Tensor,
+    pos: torch.Tensor,
+    scores_of: _BlockScores,
+    differentiable_scores: Callable[[], torch.Tensor],
+    tensor_offsets: torch.Tensor | None,
+    drop: torch.Tensor | None,
+    need_pos: bool,
+    need_offsets: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``d loss / d s_k`` ``(B, K)``, and the gradients of ``pos`` and ``log_q`` if needed.
+
+    The first backward turns the saved exponentials into the gradient in place;
+    a later one (``retain_graph=True``) recomputes them. Under
+    ``create_graph=True`` everything is built from differentiable operations on
+    ``differentiable_scores()``, so that higher orders are exact.
+    """
+    shape, temperature, weight, include, float_offsets, neg_sum, total, valid = ctx.softmax
+    offsets = float_offsets if tensor_offsets is None else tensor_offsets
+
+    def rows_with_negatives(x: torch.Tensor) -> torch.Tensor:
+        return x if valid is None else torch.where(valid, x, torch.zeros_like(x))
+
+    # probs: each negative's softmax weight (B, K); their sum per row (B,).
+    if torch.is_grad_enabled():
+        z = _scaled_differences(pos, differentiable_scores(), temperature, offsets, drop)
+        if valid is not None:  # rows of -inf would make NaN weights (then zeroed)
+            z = torch.where(valid[:, None], z, torch.zeros_like(z))
+        if include:
+            z = torch.cat([torch.zeros_like(z[:, :1]), z], dim=1)
+        probs = torch.softmax(z, dim=1)
+        probs = probs[:, 1:] if include else probs
+        row = rows_with_negatives(grad * weight)
+        prob_sum = probs.sum(dim=1)
+        grad_offsets = probs * -row[:, None] if need_offsets else None
+        grad_neg = probs * (row / temperature)[:, None]
+    else:
+        exp_neg = ctx.exp_neg
+        if exp_neg is None:
+            # A second backward through the graph: the first one used exp_neg up.
+            exp_neg = _exponentials(scores_of, pos, shape, temperature, offsets, drop, include)[0]
+        ctx.exp_neg = None
+        row = rows_with_negatives(grad * weight / total)
+        prob_sum = neg_sum
+        grad_offsets = exp_neg * -row[:, None] if need_offsets else None
+        # d loss / d s_k = lambda p_k / T: the exponentials scaled in place.
+        grad_neg = exp_neg.mul_((row / temperature)[:, None])
+    # d loss / d log q_k = -lambda p_k; the positive (z depends on s_k - s+) gets minus
+    # the negatives' sum plus the (lambda - 1) / T outside the log.
+    grad_pos = None
+    if need_pos:
+        grad_pos = -prob_sum * (row / temperature)
+        outside = _outside_scale(temperature, weight)
+        if outside is not None:
+            grad_pos = grad_pos + rows_with_negatives(grad / outside)
+    return grad_neg, grad_pos, grad_offsets
+
+
+def _tensor_offsets(offsets: torch.Tensor | float | None) -> torch.Tensor | None:
+    return offsets if isinstance(offsets, torch.Tensor) else None
+
+
 class _SampledSoftmax(torch.autograd.Function):
-    """Per-row sampled softmax loss with a hand-written backward.
+    """Per-row sampled softmax loss over given scores, with a hand-written backward.
 
     With ``z_k = (s_k - s+) / T - log q_k`` the loss is
     ``(lambda - 1) s+ / T + lambda * log([1] + sum_k exp(z_k))``. The forward
     keeps the exponentials of the shifted ``z`` (computed in blocks of rows
     that stay in the CPU's cache) and the first backward scales them, in
     place, into the gradient of the scores: one pass, and no new ``(B, K)``
-    tensor. A backward that runs again on the same graph (``retain_graph=True``)
-    recomputes the exponentials from the saved inputs. The gradient of a masked
-    entry is exactly 0 (its exponential is ``exp(-inf) = 0``). Under
-    ``create_graph=True`` the backward recomputes the softmax weights from the
-    saved inputs with differentiable operations, so higher orders are exact.
+    tensor. The gradient of a masked entry is exactly 0 (its exponential is
+    ``exp(-inf) = 0``).
     """
 
     @staticmethod
@@ -528,72 +778,136 @@ class _SampledSoftmax(torch.autograd.Function):
         offsets: torch.Tensor | float | None,
         drop: torch.Tensor | None,
     ) -> torch.Tensor:
-        exp_neg, top = _exponentials(pos, neg, temperature, offsets, drop, include)
-        neg_sum = exp_neg.sum(dim=1)
-        total = neg_sum + torch.exp(-top) if include else neg_sum
-        terms = (top + torch.log(total)) * weight
-        outside = _outside_scale(temperature, weight)
-        if outside is not None:
-            terms = terms + pos / outside
-        valid = None
-        # With the positive in and lambda = 1 an all-masked row is exactly 0 (log e^0)
-        # with zero gradients already: only the other forms pay for finding such rows.
-        if drop is not None and not (include and weight == 1.0):
-            valid = _has_negatives(drop)
-            terms = torch.where(valid, terms, torch.zeros_like(terms))
-        tensor_offsets = offsets if isinstance(offsets, torch.Tensor) else None
-        ctx.save_for_backward(pos, neg, tensor_offsets, drop, neg_sum, total, valid)
-        ctx.options = (temperature, weight, include, offsets if tensor_offsets is None else None)
-        # An intermediate, kept on ctx (not saved): the first backward overwrites it.
-        ctx.exp_neg = exp_neg
-        return terms
+        def scores_of(start: int, length: int, out: torch.Tensor) -> torch.Tensor:
+            return neg.narrow(0, start, length)
+
+        shape = (neg.shape[0], neg.shape[1])
+        ctx.save_for_backward(pos, neg, _tensor_offsets(offsets), drop)
+        return _softmax_forward(
+            ctx, scores_of, pos, shape, temperature, weight, include, offsets, drop
+        )
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        pos, neg, tensor_offsets, drop, neg_sum, total, valid = ctx.saved_tensors
-        temperature, weight, include, float_offsets = ctx.options
-        offsets = tensor_offsets if tensor_offsets is not None else float_offsets
+        pos, neg, tensor_offsets, drop = ctx.saved_tensors
+
+        def scores_of(start: int, length: int, out: torch.Tensor) -> torch.Tensor:
+            block: torch.Tensor = neg.narrow(0, start, length)
+            return block
+
         need_pos, need_neg, need_offsets = (ctx.needs_input_grad[i] for i in (0, 1, 5))
+        grad_neg, grad_pos, grad_offsets = _softmax_backward(
+            ctx, grad, pos, scores_of, lambda: neg, tensor_offsets, drop, need_pos, need_offsets
+        )
+        return grad_pos, grad_neg if need_neg else None, None, None, None, grad_offsets, None
 
-        def rows_with_negatives(x: torch.Tensor) -> torch.Tensor:
-            return x if valid is None else torch.where(valid, x, torch.zeros_like(x))
 
-        # probs: each negative's softmax weight (B, K); their sum per row (B,).
-        if torch.is_grad_enabled():
-            # create_graph=True: the weights again, from differentiable operations.
-            z = _scaled_differences(pos, neg, temperature, offsets, drop)
-            if valid is not None:  # rows of -inf would make NaN weights (then zeroed)
-                z = torch.where(valid[:, None], z, torch.zeros_like(z))
-            if include:
-                z = torch.cat([torch.zeros_like(z[:, :1]), z], dim=1)
-            probs = torch.softmax(z, dim=1)
-            probs = probs[:, 1:] if include else probs
-            row = rows_with_negatives(grad * weight)
-            prob_sum = probs.sum(dim=1) if need_pos else None
-            grad_neg = probs * (row / temperature)[:, None] if need_neg else None
-            grad_offsets = probs * -row[:, None] if need_offsets else None
-        else:
-            exp_neg = ctx.exp_neg
-            if exp_neg is None:
-                # A second backward through the graph: the first one used exp_neg up.
-                exp_neg = _exponentials(pos, neg, temperature, offsets, drop, include)[0]
-            row = rows_with_negatives(grad * weight / total)
-            prob_sum = neg_sum
-            grad_neg = grad_offsets = None
-            if need_offsets:
-                grad_offsets = exp_neg * -row[:, None]
-            if need_neg:
-                # d loss / d s_k = lambda p_k / T: the saved exponentials scaled in place.
-                grad_neg = exp_neg.mul_((row / temperature)[:, None])
-                ctx.exp_neg = None
-        # d loss / d s_k = lambda p_k / T, d loss / d log q_k = -lambda p_k; the
-        # positive (z depends on s_k - s+) gets minus the negatives' sum plus the
-        # (lambda - 1) / T outside the log.
-        grad_pos = None
-        if need_pos:
-            assert prob_sum is not None
-            grad_pos = -prob_sum * (row / temperature)
-            outside = _outside_scale(temperature, weight)
-            if outside is not None:
-                grad_pos = grad_pos + rows_with_negatives(grad / outside)
-        return grad_pos, grad_neg, None, None, None, grad_offsets, None
+def _vector_scores(
+    users: torch.Tensor, items: torch.Tensor | None, rows: torch.Tensor | None
+) -> torch.Tensor:
+    """The negatives' scores ``(B, K + n)``: the shared items', then each row's own."""
+    parts = []
+    if items is not None:
+        parts.append(users @ items.T)
+    if rows is not None:
+        parts.append(torch.bmm(rows, users.unsqueeze(2)).squeeze(2))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+class _SampledSoftmaxFromVectors(torch.autograd.Function):
+    """:class:`_SampledSoftmax` over the scores of vectors, never holding the scores.
+
+    Each block of rows computes its scores (a matrix product with the shared
+    items, a batched one with the row's own items) straight into its block of
+    the exponentials' buffer, so the ``(B, K)`` scores are never a tensor of
+    their own and never concatenated. The backward turns the buffer into the
+    scores' gradient in place and multiplies it back through the two products.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        pos: torch.Tensor,
+        users: torch.Tensor,
+        items: torch.Tensor | None,
+        rows: torch.Tensor | None,
+        temperature: float,
+        weight: float,
+        include: bool,
+        offsets: torch.Tensor | float | None,
+        drop: torch.Tensor | None,
+    ) -> torch.Tensor:
+        shared = 0 if items is None else items.shape[0]
+        per_row = 0 if rows is None else rows.shape[1]
+        shape = (users.shape[0], shared + per_row)
+        ctx.save_for_backward(pos, users, items, rows, _tensor_offsets(offsets), drop)
+        return _softmax_forward(
+            ctx,
+            _vector_block_scores(users, items, rows),
+            pos,
+            shape,
+            temperature,
+            weight,
+            include,
+            offsets,
+            drop,
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        pos, users, items, rows, tensor_offsets, drop = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grad_neg, grad_pos, grad_offsets = _softmax_backward(
+            ctx,
+            grad,
+            pos,
+            _vector_block_scores(users, items, rows),
+            lambda: _vector_scores(users, items, rows),
+            tensor_offsets,
+            drop,
+            need[0],
+            need[7],
+        )
+        shared = 0 if items is None else items.shape[0]
+        grad_shared, grad_rows = grad_neg[:, :shared], grad_neg[:, shared:]
+        grad_users = grad_items = grad_row_vectors = None
+        if need[1]:
+            parts = []
+            if items is not None:
+                parts.append(grad_shared @ items)
+            if rows is not None:
+                parts.append(torch.bmm(grad_rows.unsqueeze(1), rows).squeeze(1))
+            grad_users = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        if need[2] and items is not None:
+            grad_items = grad_shared.T @ users
+        if need[3] and rows is not None:
+            grad_row_vectors = grad_rows.unsqueeze(2) * users.unsqueeze(1)
+        return (
+            grad_pos,
+            grad_users,
+            grad_items,
+            grad_row_vectors,
+            None,
+            None,
+            None,
+            grad_offsets,
+            None,
+        )
+
+
+def _vector_block_scores(
+    users: torch.Tensor, items: torch.Tensor | None, rows: torch.Tensor | None
+) -> _BlockScores:
+    """Scores of a block of rows from the vectors, written into the block's buffer."""
+    shared = 0 if items is None else items.shape[0]
+
+    def scores_of(start: int, length: int, out: torch.Tensor) -> torch.Tensor:
+        user_block = users.narrow(0, start, length)
+        if items is not None:
+            torch.mm(user_block, items.T, out=out.narrow(1, 0, shared))
+        if rows is not None:
+            own = torch.bmm(rows.narrow(0, start, length), user_block.unsqueeze(2))
+            out.narrow(1, shared, rows.shape[1]).copy_(own.squeeze(2))
+        return out
+
+    return scores_of

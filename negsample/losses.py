@@ -19,6 +19,7 @@ from negsample.functional import (
     bce_loss,
     bpr_loss,
     sampled_softmax_loss,
+    sampled_softmax_loss_from_vectors,
 )
 
 __all__ = ["BCELoss", "BPRLoss", "SampledSoftmaxLoss"]
@@ -201,6 +202,63 @@ class SampledSoftmaxLoss(nn.Module):
         return sampled_softmax_loss(
             pos_scores,
             neg_scores,
+            temperature=self.temperature,
+            log_q=log_q,
+            mask=mask,
+            neg_weight=self.neg_weight,
+            include_positive=self.include_positive,
+            reduction=self.reduction,
+        )
+
+    def from_vectors(
+        self,
+        pos_scores: torch.Tensor,
+        user_vectors: torch.Tensor,
+        item_vectors: torch.Tensor | None = None,
+        row_vectors: torch.Tensor | None = None,
+        *,
+        log_q: torch.Tensor | float | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The same loss over negatives scored as inner products, without their score matrix.
+
+        See :func:`negsample.functional.sampled_softmax_loss_from_vectors`: the
+        negatives are ``K`` items shared by every row (``item_vectors``, ``(K, d)``)
+        and ``n`` of each row's own (``row_vectors``, ``(B, n, d)``), in that
+        order for ``log_q`` and ``mask``. With :class:`~negsample.MFModel`,
+        ``model.user_vectors(users)`` and ``model.item_vectors(items)``.
+
+        Args:
+            pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+            user_vectors: ``(B, d)``.
+            item_vectors: ``(K, d)`` or ``None``.
+            row_vectors: ``(B, n, d)`` or ``None``.
+            log_q: ``None``, a float, or a floating tensor broadcastable to ``(B, K + n)``.
+            mask: ``None`` or a bool tensor broadcastable to ``(B, K + n)``.
+
+        Returns:
+            A scalar, or ``(B,)`` for ``reduction="none"``.
+
+        Example:
+            >>> from negsample import MFModel
+            >>> _ = torch.manual_seed(0)
+            >>> model = MFModel(4, 10, dim=8, similarity="cosine")
+            >>> users, pos_items = torch.tensor([0, 3]), torch.tensor([1, 2])
+            >>> shared, own = torch.tensor([5, 6, 7]), torch.tensor([[8], [9]])
+            >>> loss_fn = SampledSoftmaxLoss(temperature=0.1)
+            >>> fused = loss_fn.from_vectors(
+            ...     model(users, pos_items), model.user_vectors(users),
+            ...     model.item_vectors(shared), model.item_vectors(own))
+            >>> scores = torch.cat([model(users[:, None], shared[None, :]),
+            ...                     model(users[:, None], own)], dim=1)
+            >>> torch.allclose(fused, loss_fn(model(users, pos_items), scores))
+            True
+        """
+        return sampled_softmax_loss_from_vectors(
+            pos_scores,
+            user_vectors,
+            item_vectors,
+            row_vectors,
             temperature=self.temperature,
             log_q=log_q,
             mask=mask,

@@ -310,6 +310,53 @@ class MFModel(nn.Module):
             scores = scores + self.item_bias[items_t]
         return scores
 
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """The users' vectors whose inner products with :meth:`item_vectors` are the scores.
+
+        The embeddings, L2-normalised for ``similarity="cosine"``; a score is
+        ``<user_vectors(u), item_vectors(i)>`` plus ``item_bias[i]`` when the
+        model has biases. For
+        :func:`~negsample.functional.sampled_softmax_loss_from_vectors`, which
+        scores many candidates per row without a score matrix of their own.
+
+        Args:
+            users: Integer tensor of user ids, any shape.
+
+        Returns:
+            ``users.shape + (dim,)``, differentiable with respect to the embeddings.
+
+        Raises:
+            TypeError: If ``users`` is not an integer tensor.
+            ValueError: If ``users`` is on another device or (with ``validate``)
+                holds an out-of-range id.
+
+        Example:
+            >>> model = MFModel(3, 5, dim=4, similarity="cosine")
+            >>> users, items = torch.tensor([0, 2]), torch.tensor([1, 4])
+            >>> scores = (model.user_vectors(users) * model.item_vectors(items)).sum(-1)
+            >>> torch.allclose(scores, model(users, items))
+            True
+        """
+        return self._vectors(self.user_embedding, self._user_ids(users))
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """The items' vectors whose inner products with :meth:`user_vectors` are the scores.
+
+        See :meth:`user_vectors`; the item bias, if any, is not in them.
+
+        Args:
+            items: Integer tensor of item ids, any shape.
+
+        Returns:
+            ``items.shape + (dim,)``, differentiable with respect to the embeddings.
+
+        Raises:
+            TypeError: If ``items`` is not an integer tensor.
+            ValueError: If ``items`` is on another device or (with ``validate``)
+                holds an out-of-range id.
+        """
+        return self._vectors(self.item_embedding, self._item_ids("items", items))
+
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Score every item for each user: a ``(B, num_items)`` matrix.
 

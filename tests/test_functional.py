@@ -721,3 +721,176 @@ def test_float32_loss_and_gradients_match_float64_on_a_recipe_sized_batch() -> N
         grads.append((loss.detach().double(), p.grad.double(), n.grad.double()))
     for got, want in zip(*grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- from vectors, fused
+
+
+def vector_batch(
+    seed: int, batch: int, shared: int, per_row: int, dim: int = 3
+) -> dict[str, torch.Tensor | None]:
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, dtype=torch.float64, generator=gen).requires_grad_()
+
+    k = shared + per_row
+    mask = torch.rand(batch, k, generator=gen) < 0.3
+    mask[0] = True  # every negative masked
+    mask[1] = False  # none
+    return {
+        "pos": randn(batch),
+        "users": randn(batch, dim),
+        "items": randn(shared, dim) if shared else None,
+        "rows": randn(batch, per_row, dim) if per_row else None,
+        "log_q": randn(k),
+        "mask": mask,
+    }
+
+
+def scores_then_loss(v: dict[str, torch.Tensor | None], **options: object) -> torch.Tensor:
+    """The two-step form: the score matrix, then sampled_softmax_loss (plain autograd)."""
+    users, items, rows = v["users"], v["items"], v["rows"]
+    assert users is not None and v["pos"] is not None
+    parts = []
+    if items is not None:
+        parts.append(users @ items.T)
+    if rows is not None:
+        parts.append((rows @ users[:, :, None]).squeeze(2))
+    neg = torch.cat(parts, dim=1)
+    return softmax_reference(v["pos"], neg, log_q=v["log_q"], mask=v["mask"], **options)  # type: ignore[arg-type]
+
+
+def fused(v: dict[str, torch.Tensor | None], **options: object) -> torch.Tensor:
+    t = options.pop("t")
+    return functional_module.sampled_softmax_loss_from_vectors(
+        v["pos"],  # type: ignore[arg-type]
+        v["users"],  # type: ignore[arg-type]
+        v["items"],
+        v["rows"],
+        temperature=t,  # type: ignore[arg-type]
+        log_q=v["log_q"],
+        mask=v["mask"],
+        reduction="none",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+VECTOR_SHAPES = [
+    pytest.param(4, 3, id="shared-and-own"),
+    pytest.param(5, 0, id="shared-only"),
+    pytest.param(0, 2, id="own-only"),
+]
+
+
+@pytest.mark.parametrize(("shared", "per_row"), VECTOR_SHAPES)
+@pytest.mark.parametrize("block_scores", [1, 9, 2**17], ids=["row", "rows", "one-block"])
+@pytest.mark.parametrize(("neg_weight", "include_positive"), GRAD_CASES)
+def test_from_vectors_equals_scores_then_loss_with_gradients(
+    monkeypatch: pytest.MonkeyPatch,
+    shared: int,
+    per_row: int,
+    block_scores: int,
+    neg_weight: float,
+    include_positive: bool,
+) -> None:
+    monkeypatch.setattr(functional_module, "_BLOCK_SCORES", block_scores)
+    options = {"neg_weight": neg_weight, "include_positive": include_positive}
+    results = []
+    for fn in (fused, scores_then_loss):
+        v = vector_batch(8, 6, shared, per_row)
+        if fn is fused:
+            out = fused(v, t=0.4, **options)
+        else:
+            out = scores_then_loss(v, t=0.4, **options)
+        out.backward(torch.linspace(0.5, 1.5, 6, dtype=torch.float64))
+        leaves = [v[name] for name in ("pos", "users", "items", "rows", "log_q")]
+        results.append([out.detach()] + [leaf.grad for leaf in leaves if leaf is not None])
+    for got, want in zip(*results, strict=True):
+        assert got is not None and want is not None
+        torch.testing.assert_close(got, want)
+    assert results[0][0][0].item() == 0.0  # the all-masked row
+
+
+def test_from_vectors_gradcheck_gradgradcheck_and_a_second_backward() -> None:
+    v = vector_batch(9, 4, 3, 2)
+    inputs = tuple(v[name] for name in ("pos", "users", "items", "rows", "log_q"))
+
+    def loss(*args: torch.Tensor) -> torch.Tensor:
+        return functional_module.sampled_softmax_loss_from_vectors(
+            args[0], args[1], args[2], args[3], temperature=0.7, log_q=args[4],
+            mask=v["mask"], neg_weight=1.22, include_positive=False, reduction="none",
+        )  # fmt: skip
+
+    assert torch.autograd.gradcheck(loss, inputs)
+    assert torch.autograd.gradgradcheck(loss, inputs)
+    out = loss(*inputs).sum()  # type: ignore[arg-type]
+    first = [g.clone() for g in torch.autograd.grad(out, inputs, retain_graph=True)]  # type: ignore[arg-type]
+    second = torch.autograd.grad(out, inputs)  # type: ignore[arg-type]
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_from_vectors_in_float32_and_half_precision() -> None:
+    v = vector_batch(10, 5, 4, 2)
+    want = fused(v, t=0.5).detach()
+    for dtype in (torch.float32, torch.bfloat16):
+        low = {
+            name: None if value is None or value.dtype == torch.bool else value.detach().to(dtype)
+            for name, value in v.items()
+        }
+        low["mask"] = v["mask"]
+        got = fused(low, t=0.5)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ({"items": None, "rows": None}, ValueError, "item_vectors and row_vectors are both None"),
+        (
+            {"users": torch.zeros(4, 2)},
+            ValueError,
+            r"item_vectors must have shape \(K, d\) with d=2",
+        ),
+        (
+            {"rows": torch.zeros(3, 2, 3)},
+            ValueError,
+            r"row_vectors must have shape \(B, n, d\) with B=4",
+        ),
+        (
+            {"pos": torch.zeros(5)},
+            ValueError,
+            r"pos_scores must have shape \(B,\) or \(B, 1\) with B=4",
+        ),
+        (
+            {"users": torch.zeros(4, 3, dtype=torch.int64)},
+            TypeError,
+            "user_vectors must be a floating",
+        ),
+        ({"items": [[1.0]]}, TypeError, "item_vectors must be a floating-point tensor, got list"),
+        ({"users": torch.zeros(4)}, ValueError, r"user_vectors must have shape \(B, d\)"),
+        (
+            {"log_q": torch.zeros(6)},
+            ValueError,
+            r"log_q must broadcast to the negatives' shape \(4, 5\)",
+        ),
+        ({"items": torch.zeros(0, 3), "rows": None}, ValueError, r"no negatives \(K \+ n = 0\)"),
+        ({"items": torch.zeros(3, 3, device="meta")}, ValueError, "must be on one device"),
+    ],
+)
+def test_from_vectors_rejects_bad_inputs(
+    change: dict[str, object], error: type[Exception], match: str
+) -> None:
+    v: dict[str, object] = {
+        "pos": torch.zeros(4),
+        "users": torch.zeros(4, 3),
+        "items": torch.zeros(3, 3),
+        "rows": torch.zeros(4, 2, 3),
+        "log_q": None,
+        "mask": None,
+    }
+    v.update(change)
+    with pytest.raises(error, match=match):
+        fused(v, t=1.0)  # type: ignore[arg-type]
