@@ -674,3 +674,39 @@ def test_a_bug_in_training_still_shows_its_traceback(
     monkeypatch.setattr(command, "train", bug)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["train", *quick(small)])
+
+
+@pytest.mark.usefixtures("no_training")
+def test_an_unknown_extension_asks_for_the_commands_format_option(
+    capsys: pytest.CaptureFixture[str], small: Path, tmp_path: Path
+) -> None:
+    ratings = tmp_path / "ratings.tsv"
+    ratings.write_text("a\tx\n")
+    line, _ = assert_refused(
+        capsys,
+        ["--data", str(ratings)],
+        f"{ratings}: --format auto cannot tell the format from the extension '.tsv'",
+        "pass --format lightgcn, csv, pickle or pairs",
+    )
+    assert "format=" not in line
+
+
+@pytest.mark.usefixtures("no_training")
+def test_the_training_file_as_test_file_is_refused(
+    capsys: pytest.CaptureFixture[str], small: Path
+) -> None:
+    # Every test pair would be a training pair, which rankings leave out: recall 0 always.
+    assert_refused(
+        capsys, quick(small, "--test", str(small)), f"--test {small} is the file of --data"
+    )
+
+
+@pytest.mark.usefixtures("no_training")
+def test_an_output_under_a_file_says_it_is_not_a_folder(
+    capsys: pytest.CaptureFixture[str], small: Path
+) -> None:
+    assert_refused(
+        capsys,
+        quick(small, "--submission", str(small / "s.csv")),
+        f"--submission {small / 's.csv'}: {small} is not a folder",
+    )

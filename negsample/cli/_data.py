@@ -15,6 +15,7 @@ from negsample.data import Interactions, holdout_split, load, synthetic_dataset
 # MovieLens-100K: u.data and the u1..u5, ua, ub .base/.test splits (user item rating time).
 MOVIELENS_100K = re.compile(r"u[1-5ab]?\.(data|base|test)")
 COMPETITION_HEADER = "UserId,ItemId"
+AUTO_FORMATS = {".txt": "lightgcn", ".csv": "csv", ".pkl": "pickle", ".pickle": "pickle"}
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,16 @@ def _load_file(
             f"{header}, which has no ratings: --rating-threshold and --delimiter apply to the "
             f"pairs format (user item [rating], one pair per line)"
         )
+    if fmt == "auto":
+        # negsample.data.load's rule, said in the command's terms.
+        fmt = AUTO_FORMATS.get(path.suffix.lower(), "")
+        if not fmt:
+            raise ValueError(
+                f"{path}: --format auto cannot tell the format from the extension "
+                f"{path.suffix or '(none)'!r} (.txt, .csv, .pkl, .pickle, or MovieLens u.data): "
+                f"pass --format lightgcn, csv, pickle or pairs"
+            )
     if options.string_ids:
-        if fmt == "auto" and path.suffix.lower() == ".csv":
-            fmt = "csv"
         if fmt != "csv":
             raise ValueError("--string-ids applies to the csv format")
         kwargs["string_ids"] = True

@@ -23,7 +23,7 @@ class OutputError(Exception):
     """An output file that cannot be written: one line for the user."""
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` name one file (through links, hard links, ``..``)."""
     if a.resolve() == b.resolve():
         return True
@@ -49,12 +49,14 @@ def check_output(option: str, path: Path, inputs: Sequence[tuple[str, Path]]) ->
     data, the test file and the other outputs.
     """
     for other_option, other in inputs:
-        if _same_file(path, other):
+        if same_file(path, other):
             raise OutputError(
                 f"{option} {path} is the file of {other_option} {other}: choose another name"
             )
     target = path.resolve()
     if not target.parent.is_dir():
+        if target.parent.exists():
+            raise OutputError(f"{option} {path}: {path.parent} is not a folder")
         raise OutputError(f"{option} {path}: the folder {path.parent} does not exist")
     if target.exists():
         mode = target.stat().st_mode

@@ -15,7 +15,7 @@ import torch
 import negsample
 from negsample.cli._command import TrainSettings
 from negsample.cli._data import DataOptions
-from negsample.cli._output import OutputError, check_output, plot_format
+from negsample.cli._output import OutputError, check_output, plot_format, same_file
 from negsample.cli._recipes import LOSSES, SCHEDULES, SOFTMAX_NEG_WEIGHT, RunConfig, recipe
 
 PROG = "negsample"
@@ -479,6 +479,9 @@ def _check_options_apply(args: argparse.Namespace, given: set[str], runs: list[R
     def option(dest: str) -> str:
         return "--" + dest.replace("_", "-")
 
+    if args.data is not None and args.test is not None and same_file(args.data, args.test):
+        # Its pairs would all be training pairs, which rankings leave out: nothing to hit.
+        raise UsageError(f"--test {args.test} is the file of --data {args.data}")
     if args.data is None:
         if args.test is not None:
             raise UsageError("--test needs --data (the built-in data has no test file)")
