@@ -333,7 +333,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument(
         "--submission", type=Path, metavar="FILE", help="write the top 50 per user as CSV"
     )
-    out.add_argument("--plot", type=Path, metavar="FILE", help="save a PNG of the curves")
+    out.add_argument("--plot", type=Path, metavar="FILE", help="save the curves (.png, .pdf, ...)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     out.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
