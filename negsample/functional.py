@@ -576,9 +576,10 @@ def _outside_scale(temperature: float, weight: float) -> float | None:
 # instead of streaming the whole (B, K) tensor from memory once per pass.
 _BLOCK_SCORES = 2**19
 
-# scores_of(start, length, out) -> the negative scores of rows [start, start + length),
-# written into `out` (that block of the exponentials' buffer) or returned as a view.
-_BlockScores = Callable[[int, int, torch.Tensor], torch.Tensor]
+# scores_of(start, length, outs) -> the negative scores of rows [start, start + length),
+# one tensor per part of the columns, written into `outs` (that block of the parts of the
+# exponentials' buffer) or returned as views.
+_BlockScores = Callable[[int, int, list[torch.Tensor]], list[torch.Tensor]]
 
 
 def _row_blocks(batch: int, num_negatives: int, device: torch.device) -> list[tuple[int, int]]:
@@ -589,65 +590,91 @@ def _row_blocks(batch: int, num_negatives: int, device: torch.device) -> list[tu
     return [(start, min(rows, batch - start)) for start in range(0, batch, rows)]
 
 
+def _columns(
+    value: torch.Tensor | float | None, widths: list[int]
+) -> list[torch.Tensor | float | None]:
+    """``value`` (``(B, K)`` or not a tensor) split into the column parts of ``widths``."""
+    if not isinstance(value, torch.Tensor):
+        return [value] * len(widths)
+    starts = [sum(widths[:i]) for i in range(len(widths))]
+    return [value.narrow(1, start, width) for start, width in zip(starts, widths, strict=True)]
+
+
+def _rows(value: Any, start: int, length: int) -> Any:
+    """Rows ``[start, start + length)`` of a tensor; anything else as it is."""
+    return value.narrow(0, start, length) if isinstance(value, torch.Tensor) else value
+
+
 def _exp_block(
-    out: torch.Tensor,
+    outs: list[torch.Tensor],
     pos: torch.Tensor,
-    neg: torch.Tensor,
+    negs: list[torch.Tensor],
     temperature: float,
-    offsets: torch.Tensor | float | None,
-    drop: torch.Tensor | None,
+    offsets: list[torch.Tensor | float | None],
+    drops: list[torch.Tensor | None],
     include: bool,
 ) -> torch.Tensor:
-    """Write ``exp(z - top)`` of one block of rows into ``out``; return ``top`` per row.
+    """Write ``exp(z - top)`` of one block of rows into ``outs``; return ``top`` per row.
 
-    ``z = (s_k - s+) / T - log q_k``, ``-inf`` where masked; ``top`` is the row's
-    largest ``z`` (at least 0, the positive's own ``z``, when it is in the
-    normaliser), or 0 for a row of ``-inf``. ``neg`` may be ``out`` itself.
+    ``z = (s_k - s+) / T - log q_k``, ``-inf`` where masked, over the columns of
+    every part; ``top`` is the row's largest ``z`` (at least 0, the positive's
+    own ``z``, when it is in the normaliser), or 0 for a row of ``-inf``. Each
+    ``negs[i]`` may be ``outs[i]`` itself.
     """
-    # Dividing the difference, not s / T: a finite score over a small T may overflow,
-    # a difference that overflows is one whose exponential is exactly 0 (or inf).
-    torch.sub(neg, pos[:, None], out=out)
-    out.div_(temperature)
-    if offsets is not None:
-        out.sub_(offsets)
-    if drop is not None:
-        # where(out=) rather than masked_fill_: the same values, about twice as fast on CPU.
-        torch.where(drop, out.new_full((), -math.inf), out, out=out)
-    top = out.amax(dim=1)
+    top: torch.Tensor | None = None
+    for out, neg, offset, drop in zip(outs, negs, offsets, drops, strict=True):
+        # Dividing the difference, not s / T: a finite score over a small T may overflow,
+        # a difference that overflows is one whose exponential is exactly 0 (or inf).
+        torch.sub(neg, pos[:, None], out=out)
+        out.div_(temperature)
+        if offset is not None:
+            out.sub_(offset)
+        if drop is not None:
+            # where(out=) rather than masked_fill_: the same values, about twice as fast on CPU.
+            torch.where(drop, out.new_full((), -math.inf), out, out=out)
+        part_top = out.amax(dim=1)
+        top = part_top if top is None else torch.maximum(top, part_top)
+    assert top is not None
     if include:
         top = top.clamp_min(0.0)
     # A row of -inf (every negative masked) shifts by 0, not by -inf.
     top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
-    out.sub_(top[:, None]).exp_()
+    for out in outs:
+        out.sub_(top[:, None]).exp_()
     return top
 
 
 def _exponentials(
     scores_of: _BlockScores,
     pos: torch.Tensor,
-    shape: tuple[int, int],
+    widths: list[int],
     temperature: float,
     offsets: torch.Tensor | float | None,
     drop: torch.Tensor | None,
     include: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shifted exponentials ``(B, K)`` and each row's shift ``top`` ``(B,)``, block by block."""
-    exp_neg = torch.empty(shape, dtype=pos.dtype, device=pos.device)
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The shifted exponentials, ``(B, width)`` per part, and each row's shift ``top`` ``(B,)``.
+
+    Computed block of rows by block of rows (see ``_BLOCK_SCORES``).
+    """
+    batch = pos.shape[0]
+    parts = [torch.empty((batch, width), dtype=pos.dtype, device=pos.device) for width in widths]
+    offset_parts, drop_parts = _columns(offsets, widths), _columns(drop, widths)
     tops = []
-    for start, length in _row_blocks(shape[0], shape[1], pos.device):
-        out = exp_neg.narrow(0, start, length)
+    for start, length in _row_blocks(batch, sum(widths), pos.device):
+        outs = [_rows(part, start, length) for part in parts]
         tops.append(
             _exp_block(
-                out,
-                pos.narrow(0, start, length),
-                scores_of(start, length, out),
+                outs,
+                _rows(pos, start, length),
+                scores_of(start, length, outs),
                 temperature,
-                offsets.narrow(0, start, length) if isinstance(offsets, torch.Tensor) else offsets,
-                None if drop is None else drop.narrow(0, start, length),
+                [_rows(offset, start, length) for offset in offset_parts],
+                [_rows(part_drop, start, length) for part_drop in drop_parts],
                 include,
             )
         )
-    return exp_neg, tops[0] if len(tops) == 1 else torch.cat(tops)
+    return parts, tops[0] if len(tops) == 1 else torch.cat(tops)
 
 
 def _has_negatives(drop: torch.Tensor) -> torch.Tensor:
@@ -664,7 +691,7 @@ def _softmax_forward(
     ctx: Any,
     scores_of: _BlockScores,
     pos: torch.Tensor,
-    shape: tuple[int, int],
+    widths: list[int],
     temperature: float,
     weight: float,
     include: bool,
@@ -672,8 +699,10 @@ def _softmax_forward(
     drop: torch.Tensor | None,
 ) -> torch.Tensor:
     """The per-row loss terms; keeps on ``ctx`` what :func:`_softmax_backward` needs."""
-    exp_neg, top = _exponentials(scores_of, pos, shape, temperature, offsets, drop, include)
-    neg_sum = exp_neg.sum(dim=1)
+    exp_parts, top = _exponentials(scores_of, pos, widths, temperature, offsets, drop, include)
+    neg_sum = exp_parts[0].sum(dim=1)
+    for part in exp_parts[1:]:
+        neg_sum = neg_sum + part.sum(dim=1)
     total = neg_sum + torch.exp(-top) if include else neg_sum
     terms = (top + torch.log(total)) * weight
     outside = _outside_scale(temperature, weight)
@@ -686,9 +715,9 @@ def _softmax_forward(
         valid = _has_negatives(drop)
         terms = torch.where(valid, terms, torch.zeros_like(terms))
     float_offsets = None if isinstance(offsets, torch.Tensor) else offsets
-    ctx.softmax = (shape, temperature, weight, include, float_offsets, neg_sum, total, valid)
-    # An intermediate, kept on ctx (not saved): the first backward overwrites it.
-    ctx.exp_neg = exp_neg
+    ctx.softmax = (widths, temperature, weight, include, float_offsets, neg_sum, total, valid)
+    # Intermediates, kept on ctx (not saved): the first backward overwrites them.
+    ctx.exp_parts = exp_parts
     return terms
 
 
@@ -702,15 +731,15 @@ def _softmax_backward(
     drop: torch.Tensor | None,
     need_pos: bool,
     need_offsets: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """``d loss / d s_k`` ``(B, K)``, and the gradients of ``pos`` and ``log_q`` if needed.
+) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+    """``d loss / d s_k`` (per part of the columns), and the gradients of ``pos`` and ``log_q``.
 
     The first backward turns the saved exponentials into the gradient in place;
     a later one (``retain_graph=True``) recomputes them. Under
     ``create_graph=True`` everything is built from differentiable operations on
-    ``differentiable_scores()``, so that higher orders are exact.
+    ``differentiable_scores()`` (all columns), so that higher orders are exact.
     """
-    shape, temperature, weight, include, float_offsets, neg_sum, total, valid = ctx.softmax
+    widths, temperature, weight, include, float_offsets, neg_sum, total, valid = ctx.softmax
     offsets = float_offsets if tensor_offsets is None else tensor_offsets
 
     def rows_with_negatives(x: torch.Tensor) -> torch.Tensor:
@@ -728,18 +757,24 @@ def _softmax_backward(
         row = rows_with_negatives(grad * weight)
         prob_sum = probs.sum(dim=1)
         grad_offsets = probs * -row[:, None] if need_offsets else None
-        grad_neg = probs * (row / temperature)[:, None]
+        scaled = probs * (row / temperature)[:, None]
+        grad_parts = [part for part in _columns(scaled, widths) if isinstance(part, torch.Tensor)]
     else:
-        exp_neg = ctx.exp_neg
-        if exp_neg is None:
-            # A second backward through the graph: the first one used exp_neg up.
-            exp_neg = _exponentials(scores_of, pos, shape, temperature, offsets, drop, include)[0]
-        ctx.exp_neg = None
+        exp_parts = ctx.exp_parts
+        if exp_parts is None:
+            # A second backward through the graph: the first one used the exponentials up.
+            exp_parts = _exponentials(scores_of, pos, widths, temperature, offsets, drop, include)[
+                0
+            ]
+        ctx.exp_parts = None
         row = rows_with_negatives(grad * weight / total)
         prob_sum = neg_sum
-        grad_offsets = exp_neg * -row[:, None] if need_offsets else None
+        grad_offsets = None
+        if need_offsets:
+            grad_offsets = torch.cat([part * -row[:, None] for part in exp_parts], dim=1)
         # d loss / d s_k = lambda p_k / T: the exponentials scaled in place.
-        grad_neg = exp_neg.mul_((row / temperature)[:, None])
+        scale = (row / temperature)[:, None]
+        grad_parts = [part.mul_(scale) for part in exp_parts]
     # d loss / d log q_k = -lambda p_k; the positive (z depends on s_k - s+) gets minus
     # the negatives' sum plus the (lambda - 1) / T outside the log.
     grad_pos = None
@@ -748,11 +783,20 @@ def _softmax_backward(
         outside = _outside_scale(temperature, weight)
         if outside is not None:
             grad_pos = grad_pos + rows_with_negatives(grad / outside)
-    return grad_neg, grad_pos, grad_offsets
+    return grad_parts, grad_pos, grad_offsets
 
 
 def _tensor_offsets(offsets: torch.Tensor | float | None) -> torch.Tensor | None:
     return offsets if isinstance(offsets, torch.Tensor) else None
+
+
+def _given_scores(neg: torch.Tensor) -> _BlockScores:
+    """A block's scores read from the ``(B, K)`` scores the caller passed (one part)."""
+
+    def scores_of(start: int, length: int, outs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [neg.narrow(0, start, length)]
+
+    return scores_of
 
 
 class _SampledSoftmax(torch.autograd.Function):
@@ -778,28 +822,36 @@ class _SampledSoftmax(torch.autograd.Function):
         offsets: torch.Tensor | float | None,
         drop: torch.Tensor | None,
     ) -> torch.Tensor:
-        def scores_of(start: int, length: int, out: torch.Tensor) -> torch.Tensor:
-            return neg.narrow(0, start, length)
-
-        shape = (neg.shape[0], neg.shape[1])
         ctx.save_for_backward(pos, neg, _tensor_offsets(offsets), drop)
         return _softmax_forward(
-            ctx, scores_of, pos, shape, temperature, weight, include, offsets, drop
+            ctx,
+            _given_scores(neg),
+            pos,
+            [neg.shape[1]],
+            temperature,
+            weight,
+            include,
+            offsets,
+            drop,
         )
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         pos, neg, tensor_offsets, drop = ctx.saved_tensors
-
-        def scores_of(start: int, length: int, out: torch.Tensor) -> torch.Tensor:
-            block: torch.Tensor = neg.narrow(0, start, length)
-            return block
-
         need_pos, need_neg, need_offsets = (ctx.needs_input_grad[i] for i in (0, 1, 5))
-        grad_neg, grad_pos, grad_offsets = _softmax_backward(
-            ctx, grad, pos, scores_of, lambda: neg, tensor_offsets, drop, need_pos, need_offsets
+        grad_parts, grad_pos, grad_offsets = _softmax_backward(
+            ctx,
+            grad,
+            pos,
+            _given_scores(neg),
+            lambda: neg,
+            tensor_offsets,
+            drop,
+            need_pos,
+            need_offsets,
         )
-        return grad_pos, grad_neg if need_neg else None, None, None, None, grad_offsets, None
+        grad_neg = grad_parts[0] if need_neg else None
+        return grad_pos, grad_neg, None, None, None, grad_offsets, None
 
 
 def _vector_scores(
@@ -837,15 +889,12 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
         offsets: torch.Tensor | float | None,
         drop: torch.Tensor | None,
     ) -> torch.Tensor:
-        shared = 0 if items is None else items.shape[0]
-        per_row = 0 if rows is None else rows.shape[1]
-        shape = (users.shape[0], shared + per_row)
         ctx.save_for_backward(pos, users, items, rows, _tensor_offsets(offsets), drop)
         return _softmax_forward(
             ctx,
             _vector_block_scores(users, items, rows),
             pos,
-            shape,
+            _vector_widths(items, rows),
             temperature,
             weight,
             include,
@@ -857,7 +906,7 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         pos, users, items, rows, tensor_offsets, drop = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grad_neg, grad_pos, grad_offsets = _softmax_backward(
+        grad_parts, grad_pos, grad_offsets = _softmax_backward(
             ctx,
             grad,
             pos,
@@ -868,19 +917,19 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
             need[0],
             need[7],
         )
-        shared = 0 if items is None else items.shape[0]
-        grad_shared, grad_rows = grad_neg[:, :shared], grad_neg[:, shared:]
+        grad_shared = grad_parts[0] if items is not None else None
+        grad_rows = grad_parts[-1] if rows is not None else None
         grad_users = grad_items = grad_row_vectors = None
         if need[1]:
             parts = []
-            if items is not None:
+            if items is not None and grad_shared is not None:
                 parts.append(grad_shared @ items)
-            if rows is not None:
+            if rows is not None and grad_rows is not None:
                 parts.append(torch.bmm(grad_rows.unsqueeze(1), rows).squeeze(1))
             grad_users = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        if need[2] and items is not None:
+        if need[2] and grad_shared is not None:
             grad_items = grad_shared.T @ users
-        if need[3] and rows is not None:
+        if need[3] and grad_rows is not None:
             grad_row_vectors = grad_rows.unsqueeze(2) * users.unsqueeze(1)
         return (
             grad_pos,
@@ -895,19 +944,24 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
         )
 
 
+def _vector_widths(items: torch.Tensor | None, rows: torch.Tensor | None) -> list[int]:
+    """The column parts: ``K`` shared items, then ``n`` of each row's own (those given)."""
+    widths = [] if items is None else [items.shape[0]]
+    return widths if rows is None else [*widths, rows.shape[1]]
+
+
 def _vector_block_scores(
     users: torch.Tensor, items: torch.Tensor | None, rows: torch.Tensor | None
 ) -> _BlockScores:
-    """Scores of a block of rows from the vectors, written into the block's buffer."""
-    shared = 0 if items is None else items.shape[0]
+    """Scores of a block of rows from the vectors, written into the block's parts."""
 
-    def scores_of(start: int, length: int, out: torch.Tensor) -> torch.Tensor:
+    def scores_of(start: int, length: int, outs: list[torch.Tensor]) -> list[torch.Tensor]:
         user_block = users.narrow(0, start, length)
         if items is not None:
-            torch.mm(user_block, items.T, out=out.narrow(1, 0, shared))
+            torch.mm(user_block, items.T, out=outs[0])
         if rows is not None:
-            own = torch.bmm(rows.narrow(0, start, length), user_block.unsqueeze(2))
-            out.narrow(1, shared, rows.shape[1]).copy_(own.squeeze(2))
-        return out
+            own = rows.narrow(0, start, length)
+            torch.bmm(own, user_block.unsqueeze(2), out=outs[-1].unsqueeze(2))
+        return outs
 
     return scores_of
