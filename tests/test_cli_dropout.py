@@ -10,48 +10,36 @@ import torch
 from negsample import MFModel, PositiveIndex, SampledSoftmaxLoss, SharedNegativeSampler
 from negsample.cli import build_parser, train_settings
 from negsample.cli._parser import UsageError
-from negsample.cli._recipes import dropout_scorer, make_step, recipe
+from negsample.cli._recipes import make_step, recipe, user_vectors
 
 
 @pytest.mark.parametrize("similarity", ["dot", "cosine"])
-def test_without_dropout_it_scores_as_the_model(similarity: str) -> None:
+def test_without_dropout_they_are_the_model_s_vectors(similarity: str) -> None:
     torch.manual_seed(0)
-    model = MFModel(6, 9, 5, bias=True, similarity=similarity)  # type: ignore[arg-type]
-    with torch.no_grad():
-        assert model.item_bias is not None
-        model.item_bias.normal_()
+    model = MFModel(6, 9, 5, similarity=similarity)  # type: ignore[arg-type]
     users = torch.tensor([0, 3, 5, 3])
-    score = dropout_scorer(model, users, 0.0)
-    per_row = torch.tensor([1, 8, 2, 2])
-    shared = torch.tensor([[0, 4, 8, 1, 7]])
-    own = torch.tensor([[1, 2], [3, 4], [5, 6], [7, 0]])
-    for rows, items in ((users, per_row), (users[:, None], shared), (users[:, None], own)):
-        torch.testing.assert_close(score(rows, items), model(rows, items))
+    torch.testing.assert_close(user_vectors(model, users, 0.0), model.user_vectors(users))
 
 
-def test_each_row_keeps_one_mask_for_all_its_scores() -> None:
-    # Items are the unit vectors of a dot model: scoring all of them reads the row's
-    # dropped-out user vector back, coordinate by coordinate.
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_each_row_gets_one_mask_of_its_own(similarity: str) -> None:
+    # One vector per row, which scores all of that row's items (positive and negatives).
     dim, p = 16, 0.3
     torch.manual_seed(1)
-    model = MFModel(40, dim, dim)
-    with torch.no_grad():
-        model.item_embedding.weight.copy_(torch.eye(dim))
+    model = MFModel(40, dim, dim, similarity=similarity)  # type: ignore[arg-type]
     users = torch.arange(40).repeat(5)  # 200 rows: each user in five rows
-    score = dropout_scorer(model, users, p)
-    seen = score(users[:, None], torch.arange(dim)[None, :])
+    seen = user_vectors(model, users, p)
     kept = model.user_embedding(users) / (1 - p)
     dropped = seen == 0
-    torch.testing.assert_close(seen[~dropped], kept[~dropped].detach())
+    if similarity == "dot":
+        torch.testing.assert_close(seen[~dropped], kept[~dropped].detach())
+    else:  # the dropped-out embedding, then normalised
+        masked = torch.where(dropped, torch.zeros_like(kept), kept)
+        torch.testing.assert_close(seen, torch.nn.functional.normalize(masked, dim=-1))
     # 3,200 coordinates, each dropped with probability 0.3: the fraction lies within
     # 5 standard deviations (about 0.04) of it (a two-sided test at level below 1e-6).
     sd = math.sqrt(p * (1 - p) / dropped.numel())
     assert abs(dropped.float().mean().item() - p) < 5 * sd
-    # The row's positive, and its own row of items, see the same mask as the shared items.
-    positives = torch.randint(0, dim, (200,))
-    torch.testing.assert_close(score(users, positives), seen.gather(1, positives[:, None])[:, 0])
-    own = torch.randint(0, dim, (200, 3))
-    torch.testing.assert_close(score(users[:, None], own), seen.gather(1, own))
     # Two rows of one user get masks of their own.
     assert not torch.equal(dropped[:40], dropped[40:80])
 
@@ -71,11 +59,11 @@ def test_the_softmax_step_scores_with_the_dropped_out_vectors() -> None:
     torch.manual_seed(7)
     got = step(users, items)
     torch.manual_seed(7)
-    score = dropout_scorer(model, users, 0.25)
+    dropped = user_vectors(model, users, 0.25)
     drawn = sampler.sample(users)
     expected = loss_fn(
-        score(users, items),
-        score(users[:, None], drawn.items[None, :]),
+        (dropped * model.item_vectors(items)).sum(dim=1),
+        dropped @ model.item_vectors(drawn.items).T,
         log_q=drawn.log_prob + math.log(16),
         mask=drawn.mask,
     )

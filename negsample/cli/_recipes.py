@@ -205,43 +205,30 @@ def pairwise_step(
     return step, str(sampler)
 
 
-def dropout_scorer(model: MFModel, users: torch.Tensor, p: float) -> Scorer:
-    """The model's scores of one batch with dropout ``p`` on each row's user vector.
+def user_vectors(model: MFModel, users: torch.Tensor, dropout: float) -> torch.Tensor:
+    """The batch's user vectors (normalised for cosine), after dropout ``dropout`` if any.
 
-    One mask per row of ``users``, shared by all of that row's scores (the
-    positive's and the negatives'), as in the BSL authors' MF code: the
-    returned ``score(rows, items)`` takes ``rows`` shaped like ``users`` (``(B,)``
-    or ``(B, 1)``: ignored beyond that, the vectors are this batch's) and
-    ``items`` of shape ``(B,)`` (one per row), ``(1, K)`` (shared by the rows)
-    or ``(B, H)``, and scores as ``model(users, items)`` would (cosine or dot,
-    plus the item bias) from the dropped-out user vectors.
+    Dropout draws one mask per row of ``users``, shared by all of that row's
+    scores (the positive's and the negatives'), as in the BSL authors' MF code;
+    it acts on the embedding, before the cosine's normalisation.
     """
-    user_vectors = F.dropout(model.user_embedding(users), p, training=True)
-    cosine = model.similarity == "cosine"
-    if cosine:
-        user_vectors = F.normalize(user_vectors, dim=-1)
-
-    def score(rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        item_vectors: torch.Tensor = model.item_embedding(items)
-        if cosine:
-            item_vectors = F.normalize(item_vectors, dim=-1)
-        if items.ndim == 1:
-            scores: torch.Tensor = (user_vectors * item_vectors).sum(dim=-1)
-        elif items.shape[0] == 1:
-            scores = user_vectors @ item_vectors[0].T
-        else:
-            scores = torch.matmul(item_vectors, user_vectors[:, :, None]).squeeze(-1)
-        if model.item_bias is not None:
-            scores = scores + model.item_bias[items]
-        return scores
-
-    return score
+    if not dropout:
+        return model.user_vectors(users)
+    vectors = F.dropout(model.user_embedding(users), dropout, training=True)
+    return F.normalize(vectors, dim=-1) if model.similarity == "cosine" else vectors
 
 
 def softmax_step(
     config: RunConfig, model: MFModel, index: PositiveIndex, scorer: Scorer
 ) -> tuple[Step, str]:
-    """Sampled softmax over K shared candidates (+ in-batch; + hard negatives for "hard")."""
+    """Sampled softmax over K shared candidates (+ in-batch; + hard negatives for "hard").
+
+    The loss is :meth:`SampledSoftmaxLoss.from_vectors` over the model's
+    vectors (one lookup of every item the step scores, no score matrix), except
+    where ``scorer`` is not the model itself (a ``DistributedDataParallel``
+    wrapper, whose forward must run for its gradients to be reduced) or the
+    model has item biases: those score with ``scorer(users, items)``.
+    """
     k = config.num_negatives
     sampler = SharedNegativeSampler(
         index,
@@ -265,13 +252,13 @@ def softmax_step(
         steps_per_epoch = math.ceil(index.num_interactions / config.batch_size)
         user_temperature = UserTemperature(index.num_users, steps_per_epoch, index.device)
     user_dropout = config.user_dropout
-    if user_dropout and scorer is not model:
-        # The dropped-out scores bypass the scorer (e.g. a DistributedDataParallel wrapper,
+    by_vectors = scorer is model and model.item_bias is None
+    if user_dropout and not by_vectors:
+        # The dropped-out vectors bypass the scorer (e.g. a DistributedDataParallel wrapper,
         # whose forward must run for its gradients to be reduced).
-        raise ValueError("user_dropout scores with the model itself: pass no scorer")
+        raise ValueError("user_dropout scores with the model's vectors: pass no scorer, no bias")
 
     def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
-        score = dropout_scorer(model, users, user_dropout) if user_dropout else scorer
         shared = sampler.sample(users)
         items, mask = shared.items, shared.mask
         # log(K q): the logQ correction of K i.i.d. draws (docs: "Softmax losses").
@@ -285,31 +272,60 @@ def softmax_step(
                 sampler.log_prob(items) + log_k,
                 sampler.in_batch_log_prob(items) + math.log(users.numel()),
             )
-        neg_scores = score(users[:, None], items[None, :])
+        hard_items = None
         if hard is not None:
             hard_items = hard.sample(users, model)
-            neg_scores = torch.cat([neg_scores, score(users[:, None], hard_items)], dim=1)
             mask = torch.cat([mask, torch.zeros_like(hard_items, dtype=torch.bool)], dim=1)
             # Counted as uniform draws, like the shared ones: no correction is unbiased for a
             # top-k (see the docs).
             log_q = torch.cat([log_q, log_q.new_full((hard_items.shape[1],), log_k - log_n)])
-        pos_scores = score(users, pos_items)
+        if by_vectors:
+            pos_scores, user_vecs, item_vecs, hard_vecs = _vectors(
+                model, users, pos_items, items, hard_items, user_dropout
+            )
+        else:
+            pos_scores = scorer(users, pos_items)
+            neg_scores = scorer(users[:, None], items[None, :])
+            if hard_items is not None:
+                neg_scores = torch.cat([neg_scores, scorer(users[:, None], hard_items)], dim=1)
+        scales = None
         if user_temperature is not None:
             # This epoch's scales: recording the batch may end the epoch and update them.
             scales = user_temperature(users)
             with torch.no_grad():
-                at_one = functional.sampled_softmax_loss(
-                    pos_scores,
-                    neg_scores,
-                    log_q=log_q,
-                    mask=mask,
-                    include_positive=False,
-                    reduction="none",
-                )
+                if by_vectors:
+                    at_one = functional.sampled_softmax_loss_from_vectors(
+                        pos_scores,
+                        user_vecs,
+                        item_vecs,
+                        hard_vecs,
+                        log_q=log_q,
+                        mask=mask,
+                        include_positive=False,
+                        reduction="none",
+                    )
+                else:
+                    at_one = functional.sampled_softmax_loss(
+                        pos_scores,
+                        neg_scores,
+                        log_q=log_q,
+                        mask=mask,
+                        include_positive=False,
+                        reduction="none",
+                    )
             user_temperature.record(users, at_one)
-            # The negatives of user u at temperature T / r_u, the positive at T.
-            neg_scores = neg_scores * scales[:, None]
-        loss: torch.Tensor = loss_fn(pos_scores, neg_scores, log_q=log_q, mask=mask)
+        loss: torch.Tensor
+        if by_vectors:
+            # The negatives of user u at temperature T / r_u, the positive at T: the
+            # negatives' scores <r_u e_u, e_i> come from the scaled user vector.
+            neg_users = user_vecs if scales is None else user_vecs * scales[:, None]
+            loss = loss_fn.from_vectors(
+                pos_scores, neg_users, item_vecs, hard_vecs, log_q=log_q, mask=mask
+            )
+        else:
+            if scales is not None:
+                neg_scores = neg_scores * scales[:, None]
+            loss = loss_fn(pos_scores, neg_scores, log_q=log_q, mask=mask)
         return loss
 
     parts = [str(sampler)] + (["in-batch negatives"] if in_batch else [])
@@ -320,6 +336,29 @@ def softmax_step(
     if user_dropout:
         parts.append(f"dropout {user_dropout:g} on the user vectors")
     return step, f"{loss_fn} over " + " + ".join(parts)
+
+
+def _vectors(
+    model: MFModel,
+    users: torch.Tensor,
+    pos_items: torch.Tensor,
+    items: torch.Tensor,
+    hard_items: torch.Tensor | None,
+    user_dropout: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The positives' scores, the user vectors and the candidates' vectors of one step.
+
+    Every item the step scores is looked up at once: one gradient of the item
+    table in the backward, not one per kind of candidate.
+    """
+    ids = [pos_items, items] + ([] if hard_items is None else [hard_items.reshape(-1)])
+    vectors = torch.split(model.item_vectors(torch.cat(ids)), [i.numel() for i in ids])
+    user_vecs = user_vectors(model, users, user_dropout)
+    pos_scores = (user_vecs * vectors[0]).sum(dim=1)
+    hard_vecs = None
+    if hard_items is not None:
+        hard_vecs = vectors[2].view(*hard_items.shape, -1)
+    return pos_scores, user_vecs, vectors[1], hard_vecs
 
 
 def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
