@@ -22,7 +22,12 @@ from negsample.errors import EmptyComplementError
 from negsample.index import NO_NEGATIVE, PositiveIndex
 from negsample.losses import BCELoss, BPRLoss, SampledSoftmaxLoss
 from negsample.models import MFModel
-from negsample.samplers import HardNegativeSampler, SharedNegativeSampler, UniformSampler
+from negsample.samplers import (
+    CandidateSampler,
+    HardNegativeSampler,
+    SharedNegativeSampler,
+    UniformSampler,
+)
 
 __version__ = "0.1.0"
 
@@ -30,6 +35,7 @@ __all__ = [
     "NO_NEGATIVE",
     "BCELoss",
     "BPRLoss",
+    "CandidateSampler",
     "EmptyComplementError",
     "HardNegativeSampler",
     "MFModel",

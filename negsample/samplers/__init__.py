@@ -23,6 +23,9 @@ code lives in private modules, one idea each:
 * ``_shared``: :class:`~negsample.SharedNegativeSampler` (shared and in-batch
   negatives), :class:`SharedNegatives`, and the mask of known positives: its
   reference and its vectorized kernels.
+* ``_composed``: :class:`~negsample.CandidateSampler`, a batch's candidate set
+  for a softmax loss (shared, in-batch, hard and supplied negatives) in one
+  call, as a :class:`CandidateSet`.
 
 The candidate distributions they draw from are in :mod:`negsample.candidates`,
 the known positives in :class:`~negsample.PositiveIndex`.
@@ -31,11 +34,14 @@ the known positives in :class:`~negsample.PositiveIndex`.
 from __future__ import annotations
 
 from negsample.samplers._base import NegativeSample, Scorer
+from negsample.samplers._composed import CandidateSampler, CandidateSet
 from negsample.samplers._hard import HardDraws, HardNegativeSampler, hard_negatives
 from negsample.samplers._shared import SharedNegatives, SharedNegativeSampler
 from negsample.samplers._uniform import UniformSampler
 
 __all__ = [
+    "CandidateSampler",
+    "CandidateSet",
     "HardDraws",
     "HardNegativeSampler",
     "NegativeSample",

@@ -392,10 +392,17 @@ class SharedNegativeSampler(_BaseSampler):
             check_ids_in_range(name, items_t, self.index.num_items, "item")
         return items_t.long()
 
-    def _mask(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def _mask(
+        self, users: torch.Tensor, items: torch.Tensor, width: int | None = None
+    ) -> torch.Tensor:
+        """The ``(B, K)`` mask, or ``(B, width)`` with the columns past ``K`` all ``False``."""
         if self.backend == "reference":
-            return _shared_mask_reference(self.index, users, items)
-        return _shared_mask(self.index, users, items)
+            mask = _shared_mask_reference(self.index, users, items)
+            if width is None or width == mask.shape[1]:
+                return mask
+            padding = mask.new_zeros((mask.shape[0], width - mask.shape[1]))
+            return torch.cat([mask, padding], dim=1)
+        return _shared_mask(self.index, users, items, width)
 
 
 def _shared_mask_reference(
@@ -412,8 +419,13 @@ def _shared_mask_reference(
     )
 
 
-def _shared_mask(index: PositiveIndex, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def _shared_mask(
+    index: PositiveIndex, users: torch.Tensor, items: torch.Tensor, width: int | None = None
+) -> torch.Tensor:
     """The mask of :meth:`SharedNegativeSampler.mask`, batched.
+
+    With ``width``, the mask has ``width >= K`` columns, those past ``K`` all
+    ``False`` (room for candidates of another kind, without a concatenation).
 
     Sort the ``K`` items once and search each of the rows' positives in them:
     the positive ``p`` of row ``b`` covers the sorted slots ``[lo, hi)`` that
@@ -426,14 +438,15 @@ def _shared_mask(index: PositiveIndex, users: torch.Tensor, items: torch.Tensor)
     """
     batch, k = users.numel(), items.numel()
     device = items.device
+    width = k if width is None else width
     # With no items the CPU path's clamp(max=k - 1) would index the empty sort at -1.
     if index.num_interactions == 0 or batch == 0 or k == 0:
-        return torch.zeros((batch, k), dtype=torch.bool, device=device)
+        return torch.zeros((batch, width), dtype=torch.bool, device=device)
     sorted_items, order = torch.sort(items)
     starts = index.indptr.index_select(0, users).long()
     ends = index.indptr.index_select(0, users + 1).long()
     if device.type in _candidates_module._COMPACTING_DEVICES:
-        return _shared_mask_compacting(index, starts, ends, sorted_items, order)
+        return _shared_mask_compacting(index, starts, ends, sorted_items, order, width)
     # Fixed shapes: each row padded to max_degree; padding covers an empty range.
     steps = torch.arange(max(index.max_degree, 1), device=device)
     positions = starts[:, None] + steps
@@ -449,7 +462,10 @@ def _shared_mask(index: PositiveIndex, users: torch.Tensor, items: torch.Tensor)
     covered = marks.view(batch, k + 1)[:, :k].cumsum(dim=1) > 0
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(k, device=device)
-    return torch.gather(covered, 1, inverse.expand(batch, k))
+    mask = torch.gather(covered, 1, inverse.expand(batch, k))
+    if width == k:
+        return mask
+    return torch.cat([mask, mask.new_zeros((batch, width - k))], dim=1)
 
 
 # The CPU mask looks the rows' positives up in a table of one byte per item when the
@@ -463,6 +479,7 @@ def _shared_mask_compacting(
     ends: torch.Tensor,
     sorted_items: torch.Tensor,
     order: torch.Tensor,
+    width: int,
 ) -> torch.Tensor:
     """:func:`_shared_mask` with data-dependent shapes: only the hits are expanded."""
     batch, k = starts.numel(), sorted_items.numel()
@@ -489,6 +506,6 @@ def _shared_mask_compacting(
     slots = torch.repeat_interleave(low - first, copies) + torch.arange(
         int(copies.sum()), device=device
     )
-    mask = torch.zeros((batch, k), dtype=torch.bool, device=device)
+    mask = torch.zeros((batch, width), dtype=torch.bool, device=device)
     mask[torch.repeat_interleave(rows, copies), order.index_select(0, slots)] = True
     return mask

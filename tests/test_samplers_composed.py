@@ -1,0 +1,192 @@
+"""CandidateSampler: a batch's softmax candidates from several sources, with one exact mask."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from negsample import (
+    CandidateSampler,
+    HardNegativeSampler,
+    MFModel,
+    PositiveIndex,
+    SharedNegativeSampler,
+)
+from negsample.samplers import CandidateSet
+from tests.strategies import Case, batches, cases, table_scorer
+
+
+def brute_force_mask(case: Case, users: list[int], columns: list[list[int]]) -> list[list[bool]]:
+    """Row ``b``'s column ``k`` holds item ``columns[b][k]``: masked iff a known positive."""
+    return [
+        [item in case.positives[u] for item in row] for u, row in zip(users, columns, strict=True)
+    ]
+
+
+@given(data=st.data())
+def test_the_mask_covers_exactly_the_known_positives_of_every_source(data: st.DataObject) -> None:
+    case = data.draw(cases(allow_full=False))
+    users = data.draw(batches(case))
+    pos_items = torch.tensor(
+        [data.draw(st.integers(0, case.num_items - 1)) for _ in range(users.numel())]
+    )
+    supplied = torch.tensor(
+        [
+            [data.draw(st.integers(0, case.num_items - 1)) for _ in range(2)]
+            for _ in range(users.numel())
+        ]
+    )
+    num_shared = data.draw(st.integers(0, 6))
+    hard = HardNegativeSampler(case.index, 3, num_hard=1, num_random=1, generator=1)
+    sampler = CandidateSampler(case.index, num_shared, in_batch=True, hard=hard, generator=0)
+    scores = torch.randn(
+        len(case.positives), case.num_items, generator=torch.Generator().manual_seed(0)
+    )
+    cands = sampler.sample(users, pos_items, table_scorer(scores), negatives=supplied)
+    batch = users.numel()
+    assert cands.items.shape == (num_shared + batch,)
+    assert cands.row_items is not None and cands.row_items.shape == (batch, 4)
+    assert torch.equal(cands.items[num_shared:], pos_items)
+    assert torch.equal(cands.row_items[:, 2:], supplied)
+    columns = [cands.items.tolist() + row for row in cands.row_items.tolist()]
+    assert cands.mask.tolist() == brute_force_mask(case, users.tolist(), columns)
+    # Hard negatives come from each user's complement: their columns are never masked.
+    assert not bool(cands.mask[:, cands.columns("hard")].any())
+
+
+def gowalla_like() -> PositiveIndex:
+    gen = torch.Generator().manual_seed(0)
+    users = torch.randint(0, 50, (600,), generator=gen)
+    items = torch.randint(0, 200, (600,), generator=gen) ** 2 // 200  # popular low ids
+    return PositiveIndex.from_pairs(users, items, num_users=50, num_items=200)
+
+
+def test_it_equals_the_composition_by_hand() -> None:
+    # The loop of the docs page, source by source, with the same seeds.
+    index = gowalla_like()
+    users, pos_items = index.pairs()
+    users, pos_items = users[:64], pos_items[:64]
+    model = MFModel(50, 200, 8, similarity="cosine")
+    k, b = 32, users.numel()
+    hard = HardNegativeSampler(index, 10, 3, 0, generator=1)
+    cands = CandidateSampler(index, k, in_batch=True, hard=hard, generator=0).sample(
+        users, pos_items, model
+    )
+    shared = SharedNegativeSampler(index, k, generator=0)
+    drawn = shared.sample(users)
+    batch = shared.in_batch(users, pos_items)
+    items = torch.cat([drawn.items, batch.items])
+    log_q = torch.logaddexp(
+        shared.log_prob(items) + math.log(k), shared.in_batch_log_prob(items) + math.log(b)
+    )
+    hard_items = HardNegativeSampler(index, 10, 3, 0, generator=1).sample(users, model)
+    assert torch.equal(cands.items, items)
+    assert cands.row_items is not None and torch.equal(cands.row_items, hard_items)
+    assert torch.equal(
+        cands.mask,
+        torch.cat([drawn.mask, batch.mask, torch.zeros_like(hard_items, dtype=torch.bool)], 1),
+    )
+    expected_log_q = torch.cat([log_q, torch.full((3,), math.log(k / 200))])
+    torch.testing.assert_close(cands.log_q, expected_log_q)
+    assert cands.sources == (("shared", 32), ("in-batch", 64), ("hard", 3))
+    assert cands.columns("in-batch") == slice(32, 96)
+
+
+@pytest.mark.parametrize(
+    ("num_shared", "in_batch", "expected"),
+    [
+        # one shared draw: q = 1/200, K = 8 -> log(8/200)
+        (8, False, lambda pop, nnz: torch.full((8,), math.log(8 / 200))),
+        # in-batch only: log(B * popularity / nnz)
+        (0, True, lambda pop, nnz: torch.log(4 * pop / nnz)),
+    ],
+    ids=["shared", "in-batch"],
+)
+def test_log_q_of_each_source_alone(num_shared: int, in_batch: bool, expected: object) -> None:
+    index = gowalla_like()
+    users, pos_items = index.pairs()
+    users, pos_items = users[:4], pos_items[:4]
+    cands = CandidateSampler(index, num_shared, in_batch=in_batch, generator=0).sample(
+        users, pos_items
+    )
+    popularity = torch.bincount(index.indices.long(), minlength=200).double()
+    want = expected(popularity[cands.items], index.num_interactions).float()  # type: ignore[operator]
+    torch.testing.assert_close(cands.log_q, want)
+
+
+def test_supplied_negatives_are_masked_where_known_positives_and_counted_as_uniform_draws() -> None:
+    index = PositiveIndex.from_dict({0: [1, 2], 1: [3]}, num_items=10)
+    sampler = CandidateSampler(index, 0, in_batch=False, generator=0)
+    supplied = torch.tensor([[2, 5, 1], [3, 3, 0]])
+    cands = sampler.sample(torch.tensor([0, 1]), negatives=supplied)
+    assert cands.items.numel() == 0 and cands.row_items is not None
+    assert cands.mask.tolist() == [[True, False, True], [True, True, False]]
+    torch.testing.assert_close(cands.log_q, torch.full((3,), math.log(1 / 10)))
+    assert cands.sources == (("supplied", 3),)
+
+
+def test_scores_equal_the_model_s_on_every_column() -> None:
+    index = gowalla_like()
+    torch.manual_seed(0)
+    model = MFModel(50, 200, 8)
+    hard = HardNegativeSampler(index, 10, 2, 0, generator=1)
+    users, pos_items = torch.tensor([0, 7, 7]), torch.tensor([3, 4, 5])
+    cands = CandidateSampler(index, 5, in_batch=True, hard=hard, generator=0).sample(
+        users, pos_items, model
+    )
+    scores = cands.scores(model, users)
+    assert cands.row_items is not None
+    columns = torch.cat([cands.items.expand(3, -1), cands.row_items], dim=1)
+    torch.testing.assert_close(scores, model(users[:, None], columns))
+
+
+def test_same_seed_same_candidates() -> None:
+    index = gowalla_like()
+    users, pos_items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+
+    def run() -> CandidateSet:
+        return CandidateSampler(index, 16, in_batch=True, generator=3).sample(users, pos_items)
+
+    first, second = run(), run()
+    assert torch.equal(first.items, second.items) and torch.equal(first.mask, second.mask)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "call", "error", "match"),
+    [
+        ({"num_shared": -1}, None, ValueError, "num_shared must be >= 0, got -1"),
+        ({"in_batch": 1}, None, TypeError, "in_batch must be a bool, got 1"),
+        ({"hard": "top"}, None, TypeError, "hard must be None or a HardNegativeSampler"),
+        (
+            {"hard": HardNegativeSampler(PositiveIndex.from_dict({0: [1]}, num_items=10), 3, 1, 0)},
+            None,
+            ValueError,
+            "hard samples another index",
+        ),
+        ({"num_shared": 0}, {}, ValueError, "no candidates"),
+        ({"in_batch": True}, {}, ValueError, "in_batch=True needs the batch's pos_items"),
+        ({"in_batch": True}, {"pos_items": torch.tensor([1])}, ValueError, "one item per user"),
+        ({"hard": "own"}, {}, ValueError, "hard negatives need a scorer"),
+        (
+            {},
+            {"negatives": torch.tensor([1, 2])},
+            ValueError,
+            r"negatives must have shape \(B, n\)",
+        ),
+        ({}, {"negatives": torch.tensor([[1], [10]])}, ValueError, "negatives"),
+        ({}, {"negatives": torch.tensor([[1.0], [2.0]])}, TypeError, "negatives"),
+    ],
+)
+def test_bad_arguments_get_clear_errors(
+    kwargs: dict[str, object], call: dict[str, object] | None, error: type[Exception], match: str
+) -> None:
+    index = PositiveIndex.from_dict({0: [1], 1: [2]}, num_items=10)
+    if kwargs.get("hard") == "own":
+        kwargs = {**kwargs, "hard": HardNegativeSampler(index, 3, 1, 0)}
+    with pytest.raises(error, match=match):
+        sampler = CandidateSampler(index, **kwargs)  # type: ignore[arg-type]
+        sampler.sample(torch.tensor([0, 1]), **(call or {}))  # type: ignore[arg-type]
