@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from negsample import (
     BCELoss,
     BPRLoss,
+    CandidateSampler,
     HardNegativeSampler,
     MFModel,
     PositiveIndex,
     SampledSoftmaxLoss,
-    SharedNegativeSampler,
     UniformSampler,
     functional,
 )
@@ -229,15 +229,6 @@ def softmax_step(
     wrapper, whose forward must run for its gradients to be reduced) or the
     model has item biases: those score with ``scorer(users, items)``.
     """
-    k = config.num_negatives
-    sampler = SharedNegativeSampler(
-        index,
-        k,
-        candidates=config.candidates,
-        alpha=config.alpha,
-        generator=config.seed,
-        validate=False,
-    )
     assert config.temperature is not None  # recipe() sets it for the softmax loss
     loss_fn = SampledSoftmaxLoss(
         config.temperature,
@@ -245,8 +236,19 @@ def softmax_step(
         include_positive=config.include_positive,
     )
     hard = row_sampler(config, index)
-    log_k, log_n = math.log(k), math.log(index.num_items)
+    assert hard is None or isinstance(hard, HardNegativeSampler)
     in_batch = config.in_batch
+    # The batch's candidates, masks and log_q in one call (conventions: docs "Softmax losses").
+    candidate_sampler = CandidateSampler(
+        index,
+        config.num_negatives,
+        in_batch=in_batch,
+        hard=hard,
+        candidates=config.candidates,
+        alpha=config.alpha,
+        generator=config.seed,
+        validate=False,
+    )
     user_temperature = None
     if config.user_temperature:
         steps_per_epoch = math.ceil(index.num_interactions / config.batch_size)
@@ -259,26 +261,8 @@ def softmax_step(
         raise ValueError("user_dropout scores with the model's vectors: pass no scorer, no bias")
 
     def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
-        shared = sampler.sample(users)
-        items, mask = shared.items, shared.mask
-        # log(K q): the logQ correction of K i.i.d. draws (docs: "Softmax losses").
-        log_q = shared.log_prob + log_k
-        if in_batch:
-            batch = sampler.in_batch(users, pos_items)
-            items = torch.cat([items, batch.items])
-            mask = torch.cat([mask, batch.mask], dim=1)
-            # Both sets are draws from one mixture: the same correction for every candidate.
-            log_q = torch.logaddexp(
-                sampler.log_prob(items) + log_k,
-                sampler.in_batch_log_prob(items) + math.log(users.numel()),
-            )
-        hard_items = None
-        if hard is not None:
-            hard_items = hard.sample(users, model)
-            mask = torch.cat([mask, torch.zeros_like(hard_items, dtype=torch.bool)], dim=1)
-            # Counted as uniform draws, like the shared ones: no correction is unbiased for a
-            # top-k (see the docs).
-            log_q = torch.cat([log_q, log_q.new_full((hard_items.shape[1],), log_k - log_n)])
+        cands = candidate_sampler.sample(users, pos_items, model)
+        items, hard_items, mask, log_q = cands.items, cands.row_items, cands.mask, cands.log_q
         if by_vectors:
             pos_scores, user_vecs, item_vecs, hard_vecs = _vectors(
                 model, users, pos_items, items, hard_items, user_dropout
@@ -328,7 +312,7 @@ def softmax_step(
             loss = loss_fn(pos_scores, neg_scores, log_q=log_q, mask=mask)
         return loss
 
-    parts = [str(sampler)] + (["in-batch negatives"] if in_batch else [])
+    parts = [str(candidate_sampler.shared)] + (["in-batch negatives"] if in_batch else [])
     if hard is not None:
         parts.append(f"the {config.num_hard} top-scored of {config.num_candidates} per row")
     if user_temperature is not None:
