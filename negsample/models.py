@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from negsample._checks import _short, check_ids_in_range, check_int, is_integer_
 from negsample._ranking import check_no_nan, top_k_items
 from negsample.index import PositiveIndex
 
-__all__ = ["MFModel"]
+__all__ = ["CandidateVectors", "MFModel"]
 
 # Rows of users scored at once by ``recommend``: about 2**24 scores per chunk.
 _RECOMMEND_CHUNK_SCORES = 2**24
@@ -82,6 +82,19 @@ def _norms(vectors: torch.Tensor) -> torch.Tensor:
     """The L2 norms along the last dim, at least ``F.normalize``'s ``eps`` (1e-12)."""
     norms: torch.Tensor = torch.linalg.vector_norm(vectors, dim=-1)
     return norms.clamp_min(1e-12)
+
+
+class CandidateVectors(NamedTuple):
+    """What :meth:`MFModel.candidate_vectors` returns, in the order ``from_vectors`` takes it."""
+
+    pos_scores: torch.Tensor
+    """``(B,)`` scores of the positives."""
+    user_vectors: torch.Tensor
+    """``(B, d)`` one per row."""
+    item_vectors: torch.Tensor
+    """``(K, d)`` of the items shared by every row."""
+    row_vectors: torch.Tensor | None
+    """``(B, n, d)`` of each row's own items, or ``None``."""
 
 
 class MFModel(nn.Module):
@@ -356,6 +369,92 @@ class MFModel(nn.Module):
                 holds an out-of-range id.
         """
         return self._vectors(self.item_embedding, self._item_ids("items", items))
+
+    def candidate_vectors(
+        self,
+        users: torch.Tensor,
+        pos_items: torch.Tensor,
+        items: torch.Tensor,
+        row_items: torch.Tensor | None = None,
+        *,
+        user_vectors: torch.Tensor | None = None,
+    ) -> CandidateVectors:
+        """What :meth:`negsample.SampledSoftmaxLoss.from_vectors` takes, for a batch's candidates.
+
+        The positives' scores and the vectors of the users, of the ``K`` items
+        shared by every row and of each row's own ``n`` items, such that a
+        candidate's score is the inner product of its row's user vector with its
+        vector. Every item is looked up at once (one gradient of the item table
+        in the backward, not one per kind of candidate). With item biases each
+        vector gets one more coordinate: 1 for the users, the bias for the items.
+
+        Args:
+            users: 1-D integer tensor of the ``B`` rows' users.
+            pos_items: 1-D integer tensor of the ``B`` positives.
+            items: 1-D integer tensor of the ``K`` shared items (``K`` may be 0).
+            row_items: ``(B, n)`` integer tensor of each row's own items, or ``None``.
+            user_vectors: The ``(B, dim)`` user vectors to use instead of
+                :meth:`user_vectors` (e.g. after dropout).
+
+        Returns:
+            :class:`CandidateVectors` ``(pos_scores, user_vectors, item_vectors,
+            row_vectors)``, ``row_vectors`` ``None`` without ``row_items``.
+
+        Raises:
+            TypeError: If an id tensor is not an integer tensor.
+            ValueError: For wrong shapes, tensors on another device or (with
+                ``validate``) ids out of range.
+
+        Example:
+            >>> from negsample import SampledSoftmaxLoss
+            >>> _ = torch.manual_seed(0)
+            >>> model = MFModel(3, 10, dim=4, bias=True)
+            >>> users, pos_items = torch.tensor([0, 2]), torch.tensor([1, 3])
+            >>> shared, own = torch.tensor([5, 6, 7]), torch.tensor([[8], [9]])
+            >>> vectors = model.candidate_vectors(users, pos_items, shared, own)
+            >>> torch.allclose(vectors.user_vectors @ vectors.item_vectors.T,
+            ...                model(users[:, None], shared[None, :]))
+            True
+            >>> loss = SampledSoftmaxLoss(0.1).from_vectors(*vectors)
+        """
+        users_t = self._user_ids(users)
+        pos_t = self._item_ids("pos_items", pos_items)
+        items_t = self._item_ids("items", items)
+        if users_t.ndim != 1 or pos_t.shape != users_t.shape:
+            raise ValueError(
+                f"users and pos_items must be 1-D of one length, got shapes "
+                f"{tuple(users_t.shape)} and {tuple(pos_t.shape)}"
+            )
+        if items_t.ndim != 1:
+            raise ValueError(f"items must be 1-D, got shape {tuple(items_t.shape)}")
+        ids = [pos_t, items_t]
+        if row_items is not None:
+            rows_t = self._item_ids("row_items", row_items)
+            if rows_t.ndim != 2 or rows_t.shape[0] != users_t.shape[0]:
+                raise ValueError(
+                    f"row_items must have shape (B, n) with B={users_t.shape[0]}, "
+                    f"got shape {tuple(rows_t.shape)}"
+                )
+            ids.append(rows_t.reshape(-1))
+        flat = torch.cat(ids)
+        vectors = self._vectors(self.item_embedding, flat)
+        if user_vectors is None:
+            user_vectors = self._vectors(self.user_embedding, users_t)
+        elif user_vectors.shape != (users_t.shape[0], self.dim):
+            raise ValueError(
+                f"user_vectors must have shape (B, dim) = {(users_t.shape[0], self.dim)}, "
+                f"got shape {tuple(user_vectors.shape)}"
+            )
+        if self.item_bias is not None:
+            ones = user_vectors.new_ones((user_vectors.shape[0], 1))
+            user_vectors = torch.cat([user_vectors, ones], dim=1)
+            vectors = torch.cat([vectors, self.item_bias[flat][:, None]], dim=1)
+        parts = torch.split(vectors, [i.numel() for i in ids])
+        pos_scores = (user_vectors * parts[0]).sum(dim=1)
+        row_vectors = None
+        if row_items is not None:
+            row_vectors = parts[2].view(users_t.shape[0], -1, vectors.shape[1])
+        return CandidateVectors(pos_scores, user_vectors, parts[1], row_vectors)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Score every item for each user: a ``(B, num_items)`` matrix.

@@ -27,7 +27,10 @@ def small_index() -> PositiveIndex:
         ),
     ],
 )
-def test_the_step_by_vectors_equals_the_step_by_scores(options: dict[str, object]) -> None:
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_step_by_vectors_equals_the_step_by_scores(
+    options: dict[str, object], bias: bool
+) -> None:
     # A scorer that is not the model itself (as a DistributedDataParallel wrapper) makes the
     # step score pairs; the model itself makes it use the fused loss over its vectors. Same
     # seeds, same candidates: the same losses and gradients, step after step.
@@ -37,7 +40,9 @@ def test_the_step_by_vectors_equals_the_step_by_scores(options: dict[str, object
     results = []
     for by_scores in (False, True):
         torch.manual_seed(0)
-        model = MFModel(30, 60, 8, similarity="cosine", init_std=0.1, dtype=torch.float64)
+        model = MFModel(
+            30, 60, 8, similarity="cosine", init_std=0.1, bias=bias, dtype=torch.float64
+        )
         scorer = model.forward if by_scores else None
         step, _ = make_step(config, model, index, scorer=scorer)
         losses, grads = [], []
@@ -51,6 +56,6 @@ def test_the_step_by_vectors_equals_the_step_by_scores(options: dict[str, object
     (losses_v, grads_v), (losses_s, grads_s) = results
     torch.testing.assert_close(torch.stack(losses_v), torch.stack(losses_s))
     for got, want in zip(grads_v, grads_s, strict=True):
-        assert len(got) == len(want) == 2
+        assert len(got) == len(want) == (3 if bias else 2)
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w)

@@ -689,3 +689,52 @@ def test_unknown_similarity_is_rejected() -> None:
     ):
         MFModel(2, 3, similarity="l2")  # type: ignore[arg-type]
     assert "similarity='cosine'" in repr(MFModel(2, 3, similarity="cosine"))
+
+
+# ---------------------------------------------------------------------- candidate vectors
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_candidate_vectors_give_the_model_s_scores_and_gradients(
+    similarity: str, bias: bool
+) -> None:
+    users, pos_items = torch.tensor([1, 0, 3]), torch.tensor([2, 2, 8])
+    shared, own = torch.tensor([0, 5, 5, 7]), torch.tensor([[1, 3], [4, 4], [6, 0]])
+    results = []
+    for fused in (True, False):
+        torch.manual_seed(3)
+        model = MFModel(4, 9, dim=5, bias=bias, similarity=similarity, dtype=torch.float64)  # type: ignore[arg-type]
+        if model.item_bias is not None:
+            with torch.no_grad():
+                model.item_bias.copy_(torch.linspace(-1.0, 1.0, 9))
+        if fused:
+            pos, u, items, rows = model.candidate_vectors(users, pos_items, shared, own)
+            assert rows is not None
+            neg = torch.cat([u @ items.T, (rows @ u[:, :, None]).squeeze(2)], dim=1)
+        else:
+            pos = model(users, pos_items)
+            neg = torch.cat([model(users[:, None], shared[None, :]), model(users[:, None], own)], 1)
+        (pos.sum() + (neg * torch.linspace(0.1, 1.0, 6, dtype=torch.float64)).sum()).backward()
+        grads = [p.grad for p in model.parameters()]
+        results.append([pos.detach(), neg.detach(), *grads])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_candidate_vectors_take_user_vectors_of_your_own_and_check_shapes() -> None:
+    model = MFModel(4, 9, dim=5)
+    users, pos_items, shared = torch.tensor([1, 0]), torch.tensor([2, 3]), torch.tensor([4])
+    mine = torch.ones(2, 5)
+    vectors = model.candidate_vectors(users, pos_items, shared, user_vectors=mine)
+    assert vectors.user_vectors is mine and vectors.row_vectors is None
+    with pytest.raises(ValueError, match=r"user_vectors must have shape \(B, dim\)"):
+        model.candidate_vectors(users, pos_items, shared, user_vectors=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="users and pos_items must be 1-D of one length"):
+        model.candidate_vectors(users, torch.tensor([2]), shared)
+    with pytest.raises(ValueError, match=r"row_items must have shape \(B, n\) with B=2"):
+        model.candidate_vectors(users, pos_items, shared, torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="items must be 1-D"):
+        model.candidate_vectors(users, pos_items, shared[None, :])
+    with pytest.raises(ValueError, match="num_items=9"):
+        model.candidate_vectors(users, pos_items, torch.tensor([9]))

@@ -224,10 +224,10 @@ def softmax_step(
     """Sampled softmax over K shared candidates (+ in-batch; + hard negatives for "hard").
 
     The loss is :meth:`SampledSoftmaxLoss.from_vectors` over the model's
-    vectors (one lookup of every item the step scores, no score matrix), except
-    where ``scorer`` is not the model itself (a ``DistributedDataParallel``
-    wrapper, whose forward must run for its gradients to be reduced) or the
-    model has item biases: those score with ``scorer(users, items)``.
+    :meth:`~MFModel.candidate_vectors` (one lookup of every item the step
+    scores, no score matrix), except where ``scorer`` is not the model itself
+    (a ``DistributedDataParallel`` wrapper, whose forward must run for its
+    gradients to be reduced): that one scores with ``scorer(users, items)``.
     """
     assert config.temperature is not None  # recipe() sets it for the softmax loss
     loss_fn = SampledSoftmaxLoss(
@@ -254,18 +254,19 @@ def softmax_step(
         steps_per_epoch = math.ceil(index.num_interactions / config.batch_size)
         user_temperature = UserTemperature(index.num_users, steps_per_epoch, index.device)
     user_dropout = config.user_dropout
-    by_vectors = scorer is model and model.item_bias is None
+    by_vectors = scorer is model
     if user_dropout and not by_vectors:
         # The dropped-out vectors bypass the scorer (e.g. a DistributedDataParallel wrapper,
         # whose forward must run for its gradients to be reduced).
-        raise ValueError("user_dropout scores with the model's vectors: pass no scorer, no bias")
+        raise ValueError("user_dropout scores with the model's vectors: pass no scorer")
 
     def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
         cands = candidate_sampler.sample(users, pos_items, model)
         items, hard_items, mask, log_q = cands.items, cands.row_items, cands.mask, cands.log_q
         if by_vectors:
-            pos_scores, user_vecs, item_vecs, hard_vecs = _vectors(
-                model, users, pos_items, items, hard_items, user_dropout
+            dropped = user_vectors(model, users, user_dropout) if user_dropout else None
+            pos_scores, user_vecs, item_vecs, hard_vecs = model.candidate_vectors(
+                users, pos_items, items, hard_items, user_vectors=dropped
             )
         else:
             pos_scores = scorer(users, pos_items)
@@ -320,29 +321,6 @@ def softmax_step(
     if user_dropout:
         parts.append(f"dropout {user_dropout:g} on the user vectors")
     return step, f"{loss_fn} over " + " + ".join(parts)
-
-
-def _vectors(
-    model: MFModel,
-    users: torch.Tensor,
-    pos_items: torch.Tensor,
-    items: torch.Tensor,
-    hard_items: torch.Tensor | None,
-    user_dropout: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The positives' scores, the user vectors and the candidates' vectors of one step.
-
-    Every item the step scores is looked up at once: one gradient of the item
-    table in the backward, not one per kind of candidate.
-    """
-    ids = [pos_items, items] + ([] if hard_items is None else [hard_items.reshape(-1)])
-    vectors = torch.split(model.item_vectors(torch.cat(ids)), [i.numel() for i in ids])
-    user_vecs = user_vectors(model, users, user_dropout)
-    pos_scores = (user_vecs * vectors[0]).sum(dim=1)
-    hard_vecs = None
-    if hard_items is not None:
-        hard_vecs = vectors[2].view(*hard_items.shape, -1)
-    return pos_scores, user_vecs, vectors[1], hard_vecs
 
 
 def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
