@@ -6,28 +6,28 @@ Usage::
     python benchmarks/bench_recipe_step.py                 # generated index of Gowalla's shape
     python benchmarks/bench_recipe_step.py --device cuda   # on a GPU
 
-The step is the README's softmax recipe as a user's own loop writes it:
-B=2048 (user, positive) rows of the training pairs, ``MFModel(dim=64,
-similarity="cosine", validate=False)``, fused ``torch.optim.Adam(lr=1e-3)``,
-K=1024 uniform candidates shared by the batch (``SharedNegativeSampler``) and
-the batch's in-batch positives (``in_batch``) under one mixture ``log_q``, and
-4 hard negatives of 64 per row (``HardNegativeSampler(64, 4, 0)``) counted as
-uniform draws, the masks concatenated, scored by the model (one matrix product
-for the shared part) and fed to ``SampledSoftmaxLoss(0.1, neg_weight=1.22,
-include_positive=False)``: the loop of the docs page "Softmax losses with many
-negatives".
+The step is the README's softmax recipe in a user's own loop: B=2048 (user,
+positive) rows of the training pairs, ``MFModel(dim=64, similarity="cosine",
+validate=False)``, fused ``torch.optim.Adam(lr=1e-3)``, ``SampledSoftmaxLoss(0.1,
+neg_weight=1.22, include_positive=False)`` over K=1024 uniform candidates shared
+by the batch, the batch's 2048 positives (in-batch negatives, one mixture
+``log_q``) and each row's 4 top-scored of 64 uniform candidates
+(``HardNegativeSampler(64, 4, 0)``, counted as uniform draws). Written two ways:
 
-Printed, at each thread count asked for (1 and 2 by default), median of
-interleaved rounds:
+* **candidate set**: ``CandidateSampler.sample`` for the candidates, their mask
+  and ``log_q``, then ``SampledSoftmaxLoss.from_vectors`` over
+  ``model.candidate_vectors`` (the README's loop);
+* **by hand**: ``SharedNegativeSampler.sample`` and ``in_batch``, the mixture
+  ``log_q`` with ``logaddexp``, ``HardNegativeSampler.sample``, the masks and
+  scores concatenated, ``SampledSoftmaxLoss`` over the ``(B, 3076)`` scores
+  (the loop the docs showed before the candidate set).
 
-* the whole step (forward, backward, optimizer step);
-* each part, timed alone on the same batches: the shared draw and mask, the
-  in-batch set, the hard sampler, the scores, the loss forward, the
-  backward, Adam;
-* the step's dense matrix products: ``(B, d) x (d, C)`` with ``C`` the
-  candidates per row, and its two gradient products, in the dtype and on the
-  device of the step. **step / products** is the figure of merit (goal: at
-  most 2.0).
+Printed, at each thread count asked for (1 and 2 by default), the median of
+interleaved rounds of each step (forward, backward, optimizer step), of each
+part timed alone on the same batches, and of the step's dense matrix products:
+``(B, d) x (d, C)`` with ``C = 3076`` candidates per row and its two gradient
+products, in the step's dtype and on its device. **step / products** is the
+figure of merit (goal: at most 2.0).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,6 +47,7 @@ from _common import load_index, machine, time_side_by_side
 from bench_step import training_batches
 
 from negsample import (
+    CandidateSampler,
     HardNegativeSampler,
     MFModel,
     PositiveIndex,
@@ -54,12 +56,13 @@ from negsample import (
 )
 
 BATCH, K, M, HARD, DIM = 2048, 1024, 64, 4, 64
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def recipe_parts(
-    index: PositiveIndex, batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+    index: PositiveIndex, batches: list[Batch], device: torch.device
 ) -> dict[str, Callable[[], object]]:
-    """The step and each of its parts, as closures over the same model and batches."""
+    """Both steps and their parts, as closures over the same model and batches."""
     torch.manual_seed(0)
     model = MFModel(
         index.num_users,
@@ -71,75 +74,66 @@ def recipe_parts(
         device=device,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    shared = SharedNegativeSampler(index, K, generator=0, validate=False)
-    hard = HardNegativeSampler(index, M, HARD, 0, generator=1, validate=False)
     loss_fn = SampledSoftmaxLoss(0.1, neg_weight=1.22, include_positive=False)
+    hard = HardNegativeSampler(index, M, HARD, 0, generator=1, validate=False)
+    sampler = CandidateSampler(index, K, in_batch=True, hard=hard, generator=0, validate=False)
+    shared = SharedNegativeSampler(index, K, generator=0, validate=False)
+    by_hand_hard = HardNegativeSampler(index, M, HARD, 0, generator=1, validate=False)
     state = {"i": 0}
 
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    def batch() -> Batch:
         users, pos_items = batches[state["i"] % len(batches)]
         state["i"] += 1
         return users, pos_items
 
+    # ---- the candidate set and the fused loss (the README's loop)
+
+    def candidate_loss(users: torch.Tensor, pos_items: torch.Tensor, cands: Any) -> torch.Tensor:
+        vectors = model.candidate_vectors(users, pos_items, cands.items, cands.row_items)
+        loss: torch.Tensor = loss_fn.from_vectors(
+            *vectors,
+            log_q=cands.log_q,
+            mask=cands.mask,
+        )
+        return loss
+
+    def candidates(users: torch.Tensor, pos_items: torch.Tensor) -> object:
+        return sampler.sample(users, pos_items, model)
+
+    # ---- by hand: three samplers, logaddexp, concatenated masks and scores
+
     log_k, log_b = math.log(K), math.log(BATCH)
     log_uniform = log_k - math.log(index.num_items)
 
-    def negatives(
-        users: torch.Tensor, pos_items: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def by_hand(users: torch.Tensor, pos_items: torch.Tensor) -> tuple[torch.Tensor, ...]:
         drawn = shared.sample(users)
         in_batch = shared.in_batch(users, pos_items)
         items = torch.cat([drawn.items, in_batch.items])
         log_q = torch.logaddexp(
             shared.log_prob(items) + log_k, shared.in_batch_log_prob(items) + log_b
         )
-        hard_items = hard.sample(users, model)
+        hard_items = by_hand_hard.sample(users, model)
         mask = torch.cat(
             [drawn.mask, in_batch.mask, torch.zeros_like(hard_items, dtype=torch.bool)], dim=1
         )
         log_q = torch.cat([log_q, log_q.new_full((HARD,), log_uniform)])
         return items, hard_items, mask, log_q
 
-    def scored(
-        users: torch.Tensor, pos_items: torch.Tensor, cands: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        items, hard_items = cands[0], cands[1]
+    def by_hand_loss(users: torch.Tensor, pos_items: torch.Tensor, cands: Any) -> torch.Tensor:
+        items, hard_items, mask, log_q = cands
         neg_scores = torch.cat(
             [model(users[:, None], items[None, :]), model(users[:, None], hard_items)], dim=1
         )
-        return model(users, pos_items), neg_scores
-
-    def loss_by_scores(
-        users: torch.Tensor, pos_items: torch.Tensor, cands: tuple[torch.Tensor, ...]
-    ) -> torch.Tensor:
-        pos_scores, neg_scores = scored(users, pos_items, cands)
-        loss: torch.Tensor = loss_fn(pos_scores, neg_scores, log_q=cands[3], mask=cands[2])
+        loss: torch.Tensor = loss_fn(model(users, pos_items), neg_scores, log_q=log_q, mask=mask)
         return loss
 
-    def loss_by_vectors(
-        users: torch.Tensor, pos_items: torch.Tensor, cands: tuple[torch.Tensor, ...]
-    ) -> torch.Tensor:
-        items, hard_items, mask, log_q = cands
-        # One lookup of every item the step scores: one embedding gradient, not three.
-        vectors = model.item_vectors(torch.cat([pos_items, items, hard_items.reshape(-1)]))
-        pos_vectors, item_vectors, hard_vectors = vectors.split(
-            [pos_items.numel(), items.numel(), hard_items.numel()]
-        )
-        user_vectors = model.user_vectors(users)
-        loss: torch.Tensor = loss_fn.from_vectors(
-            (user_vectors * pos_vectors).sum(dim=1),
-            user_vectors,
-            item_vectors,
-            hard_vectors.view(*hard_items.shape, -1),
-            log_q=log_q,
-            mask=mask,
-        )
-        return loss
-
-    def step_of(loss_of: Callable[..., torch.Tensor]) -> Callable[[], None]:
+    def step_of(
+        sample: Callable[[torch.Tensor, torch.Tensor], Any],
+        loss_of: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
+    ) -> Callable[[], None]:
         def step() -> None:
             users, pos_items = batch()
-            loss = loss_of(users, pos_items, negatives(users, pos_items))
+            loss = loss_of(users, pos_items, sample(users, pos_items))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -147,18 +141,22 @@ def recipe_parts(
         return step
 
     fixed = batch()
-    fixed_cands = negatives(*fixed)
+    fixed_sets = {"candidates": candidates(*fixed), "by hand": by_hand(*fixed)}
 
-    def forward_of(loss_of: Callable[..., torch.Tensor]) -> Callable[[], object]:
+    def forward_of(
+        loss_of: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor], kind: str
+    ) -> Callable[[], object]:
         def forward() -> object:
             with torch.no_grad():
-                return loss_of(fixed[0], fixed[1], fixed_cands)
+                return loss_of(fixed[0], fixed[1], fixed_sets[kind])
 
         return forward
 
-    def backward_of(loss_of: Callable[..., torch.Tensor]) -> Callable[[], None]:
+    def backward_of(
+        loss_of: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor], kind: str
+    ) -> Callable[[], None]:
         def backward() -> None:
-            loss = loss_of(fixed[0], fixed[1], fixed_cands)
+            loss = loss_of(fixed[0], fixed[1], fixed_sets[kind])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
 
@@ -168,18 +166,18 @@ def recipe_parts(
         optimizer.step()
 
     return {
-        "step (scores)": step_of(loss_by_scores),
-        "step (vectors)": step_of(loss_by_vectors),
-        "shared draw + mask": lambda: shared.sample(batch()[0]),
-        "in-batch items + mask": lambda: shared.in_batch(*batch()),
-        "hard sampler (64 per row)": lambda: hard.sample(batch()[0], model),
-        "candidate set (all three + log_q)": lambda: negatives(*batch()),
-        "scores, no grad": lambda: forward_of(lambda u, p, c: scored(u, p, c))(),
-        "scores + loss, no grad": forward_of(loss_by_scores),
-        "scores + loss + backward": backward_of(loss_by_scores),
-        "vectors + loss, no grad": forward_of(loss_by_vectors),
-        "vectors + loss + backward": backward_of(loss_by_vectors),
-        "Adam (fused)": adam,
+        "step: candidate set + fused loss": step_of(candidates, candidate_loss),
+        "step: by hand + scores": step_of(by_hand, by_hand_loss),
+        "  candidate set (sample)": lambda: candidates(*batch()),
+        "    of which the hard sampler": lambda: hard.sample(batch()[0], model),
+        "  fused loss, no grad": forward_of(candidate_loss, "candidates"),
+        "  fused loss + backward": backward_of(candidate_loss, "candidates"),
+        "  by hand: shared draw + mask": lambda: shared.sample(batch()[0]),
+        "  by hand: in-batch items + mask": lambda: shared.in_batch(*batch()),
+        "  by hand: all candidates + log_q": lambda: by_hand(*batch()),
+        "  by hand: scores + loss, no grad": forward_of(by_hand_loss, "by hand"),
+        "  by hand: scores + loss + backward": backward_of(by_hand_loss, "by hand"),
+        "  Adam (fused)": adam,
     }
 
 
@@ -231,10 +229,10 @@ def main(argv: list[str] | None = None) -> None:
 
         fns = {name: synced(fn) for name, fn in parts.items()}
         times = time_side_by_side(fns, {name: 3 for name in fns}, rounds=args.rounds)
-        step = times["step (vectors)"]
+        step = times["step: candidate set + fused loss"]
         for name, seconds in times.items():
-            print(f"  {name:36s} {seconds * 1e3:8.2f} ms  {seconds / step:6.1%} of the step")
-        for name in ("step (scores)", "step (vectors)"):
+            print(f"  {name:40s} {seconds * 1e3:8.2f} ms  {seconds / step:6.1%} of the first step")
+        for name in ("step: candidate set + fused loss", "step: by hand + scores"):
             ratio = times[name] / times["dense products"]
             print(f"  {name} / dense products: {ratio:.2f}x (goal: at most 2.0)")
 

@@ -85,7 +85,7 @@ def _norms(vectors: torch.Tensor) -> torch.Tensor:
 
 
 class CandidateVectors(NamedTuple):
-    """What :meth:`MFModel.candidate_vectors` returns, in the order ``from_vectors`` takes it."""
+    """What :meth:`negsample.MFModel.candidate_vectors` returns, in the order ``from_vectors`` takes it."""
 
     pos_scores: torch.Tensor
     """``(B,)`` scores of the positives."""
@@ -397,7 +397,7 @@ class MFModel(nn.Module):
                 :meth:`user_vectors` (e.g. after dropout).
 
         Returns:
-            :class:`CandidateVectors` ``(pos_scores, user_vectors, item_vectors,
+            :class:`~negsample.models.CandidateVectors` ``(pos_scores, user_vectors, item_vectors,
             row_vectors)``, ``row_vectors`` ``None`` without ``row_items``.
 
         Raises:

@@ -8,7 +8,7 @@ It composes the sources a softmax-family loss draws on, each kept exact:
 * each row's hard negatives from a :class:`~negsample.HardNegativeSampler`;
 * negatives the caller supplies per row (items shown and not clicked).
 
-and returns one :class:`CandidateSet`: the shared columns as ``(K,)`` items
+and returns one :class:`~negsample.samplers.CandidateSet`: the shared columns as ``(K,)`` items
 (one matrix product to score), each row's own as ``(B, n)``, the exact mask of
 every row's known positives over all ``K + n`` columns, and one ``log_q`` per
 column under the conventions the docs page "Softmax losses with many
@@ -113,7 +113,7 @@ class CandidateSet:
 class CandidateSampler:
     """A batch's negatives for a softmax loss, composed from several sources, in one call.
 
-    ``sample(users, pos_items, scorer)`` returns a :class:`CandidateSet`: the
+    ``sample(users, pos_items, scorer)`` returns a :class:`~negsample.samplers.CandidateSet`: the
     shared candidates and the batch's positives as ``(K,)`` items, each row's
     hard (and supplied) negatives as ``(B, n)``, one exact mask of known
     positives over all of them (computed once for the shared and in-batch
@@ -240,7 +240,7 @@ class CandidateSampler:
                 masked like the other columns.
 
         Returns:
-            A :class:`CandidateSet`.
+            A :class:`~negsample.samplers.CandidateSet`.
 
         Raises:
             TypeError: For ids that are not integer tensors, or a scorer that is
