@@ -337,11 +337,16 @@ def sampled_softmax_loss(
     either normaliser and any ``neg_weight``.
 
     Computed from the score differences :math:`(s_k - s^+)/T` with
-    ``logsumexp``, so it is finite wherever the exact value is: finite scores
-    anywhere in the float range, any temperature down to the dtype's smallest
-    positive number (a difference that overflows to :math:`\pm\infty` is one
-    whose exponential is exactly 0 or whose loss is :math:`+\infty`).
-    ``float16`` and ``bfloat16`` inputs are computed in ``float32`` and the
+    ``logsumexp``, and each row's two halves added in ``float64``, so it is
+    finite wherever the exact value is and every difference fits in the
+    dtype: finite scores anywhere in the float range, temperatures down to the
+    dtype's smallest positive number. A difference that overflows to
+    :math:`-\infty` counts as an exponential of 0 (so a row whose every
+    difference does, with the positive out of the normaliser, has loss
+    :math:`-\infty`); one that overflows to :math:`+\infty` makes the row's loss
+    :math:`+\infty`, with the softmax weight shared by those entries and the
+    first-order gradients finite (saturated at the dtype's largest value
+    where ``1 / T`` overflows them). ``float16`` and ``bfloat16`` inputs are computed in ``float32`` and the
     result cast back. Gradients of every order are exact: the first one is a
     single pass over the saved exponentials, and under ``create_graph=True``
     (a gradient penalty, ``gradgradcheck``) the backward is itself built from
@@ -562,6 +567,7 @@ def _scaled_differences(
     z = (neg - pos[:, None]) / temperature
     if offsets is not None:
         z = z - offsets
+    z = z.clamp(max=torch.finfo(z.dtype).max)  # as in the forward: +inf weighs as the largest
     return z if drop is None else z.masked_fill(drop, -math.inf)
 
 
@@ -629,6 +635,9 @@ def _exp_block(
         out.div_(temperature)
         if offset is not None:
             out.sub_(offset)
+        # A difference that overflows to +inf: the row's softmax puts its weight on those
+        # entries (equally), which the largest float reproduces with finite gradients.
+        out.clamp_(max=torch.finfo(out.dtype).max)
         if drop is not None:
             # where(out=) rather than masked_fill_: the same values, about twice as fast on CPU.
             torch.where(drop, out.new_full((), -math.inf), out, out=out)
@@ -704,10 +713,15 @@ def _softmax_forward(
     for part in exp_parts[1:]:
         neg_sum = neg_sum + part.sum(dim=1)
     total = neg_sum + torch.exp(-top) if include else neg_sum
-    terms = (top + torch.log(total)) * weight
+    # Per row, in float64 (for float32 work; no wider type for float64): the two halves
+    # of the loss may each overflow the work dtype where their sum does not.
+    wide = torch.promote_types(pos.dtype, torch.float64)
+    terms = (top.to(wide) + torch.log(total.to(wide))) * weight
     outside = _outside_scale(temperature, weight)
     if outside is not None:
-        terms = terms + pos / outside
+        terms = terms + pos.to(wide) / outside
+    # A row whose largest difference overflowed (clamped to the largest float) has loss +inf.
+    terms = torch.where(top == torch.finfo(pos.dtype).max, math.inf, terms).to(pos.dtype)
     valid = None
     # With the positive in and lambda = 1 an all-masked row is exactly 0 (log e^0)
     # with zero gradients already: only the other forms pay for finding such rows.
@@ -772,17 +786,23 @@ def _softmax_backward(
         grad_offsets = None
         if need_offsets:
             grad_offsets = torch.cat([part * -row[:, None] for part in exp_parts], dim=1)
-        # d loss / d s_k = lambda p_k / T: the exponentials scaled in place.
-        scale = (row / temperature)[:, None]
+        # d loss / d s_k = lambda p_k / T: the exponentials scaled in place. Where the
+        # scale overflows (a tiny T) it saturates at the largest float: 0 * inf would be
+        # NaN for the negatives of weight 0, and an optimiser step from a finite gradient
+        # is defined.
+        biggest = torch.finfo(row.dtype).max
+        scale = (row / temperature).clamp(-biggest, biggest)[:, None]
         grad_parts = [part.mul_(scale) for part in exp_parts]
     # d loss / d log q_k = -lambda p_k; the positive (z depends on s_k - s+) gets minus
     # the negatives' sum plus the (lambda - 1) / T outside the log.
     grad_pos = None
     if need_pos:
-        grad_pos = -prob_sum * (row / temperature)
+        biggest = torch.finfo(row.dtype).max
+        grad_pos = -prob_sum * (row / temperature).clamp(-biggest, biggest)
         outside = _outside_scale(temperature, weight)
         if outside is not None:
             grad_pos = grad_pos + rows_with_negatives(grad / outside)
+        grad_pos = grad_pos.clamp(-biggest, biggest)
     return grad_parts, grad_pos, grad_offsets
 
 

@@ -894,3 +894,43 @@ def test_from_vectors_rejects_bad_inputs(
     v.update(change)
     with pytest.raises(error, match=match):
         fused(v, t=1.0)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- extremes
+
+
+def test_halves_that_overflow_alone_add_up_in_float64() -> None:
+    # (lambda - 1) s+ / T = 6e38 and lambda (s - s+) / T = -6e38 each overflow float32; the
+    # loss is exactly 0.
+    out = sampled_softmax_loss(
+        torch.tensor([3e38]),
+        torch.tensor([[1.5e38]]),
+        temperature=0.5,
+        neg_weight=2,
+        include_positive=False,
+    )
+    assert out.dtype == torch.float32 and out.item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("pos", "neg", "t", "neg_grad"),
+    [
+        # A difference of 4e38: +inf in float32. The weight goes to that negative alone.
+        (-2e38, [2e38, 0.0], 1.0, [1.0, 0.0]),
+        # Cosine scores at T = 1e-39: differences of 2e39, gradients of 5e38 saturate.
+        (-1.0, [1.0, 1.0, -1.0], 1e-39, [3.4028234663852886e38, 3.4028234663852886e38, 0.0]),
+    ],
+)
+@pytest.mark.parametrize("include_positive", [True, False])
+def test_a_difference_past_the_float_range_gives_inf_with_finite_gradients(
+    pos: float, neg: list[float], t: float, neg_grad: list[float], include_positive: bool
+) -> None:
+    p = torch.tensor([pos], requires_grad=True)
+    n = torch.tensor([neg], requires_grad=True)
+    loss = sampled_softmax_loss(p, n, temperature=t, include_positive=include_positive)
+    assert loss.item() == math.inf
+    loss.backward()
+    assert p.grad is not None and n.grad is not None
+    assert bool(torch.isfinite(p.grad).all()) and bool(torch.isfinite(n.grad).all())
+    torch.testing.assert_close(n.grad, torch.tensor([neg_grad]))
+    assert p.grad.item() < 0
