@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine: the test suite (its CUDA cases run
-# there instead of being skipped) and the GPU throughput benchmark. Expects the
+# there instead of being skipped), the GPU throughput benchmark and the softmax
+# recipe's step against its matrix products. Expects the
 # package and its test extra installed in the active environment with a CUDA
 # build of torch (see the device tool's page for what the machine has).
 set -euo pipefail
@@ -12,8 +13,10 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
 PY
 python -m pytest -q -rs -p no:cacheprovider tests 2>&1 | tail -25
 DATA="../shared/data/gowalla"
+ARGS=()
 if [ -d "$DATA" ]; then
-    python benchmarks/bench_gpu.py --data "$DATA"
-else
-    python benchmarks/bench_gpu.py
+    ARGS=(--data "$DATA")
 fi
+python benchmarks/bench_gpu.py "${ARGS[@]}"
+# The softmax recipe's step against its matrix products, on the GPU.
+python benchmarks/bench_recipe_step.py "${ARGS[@]}" --device cuda --rounds 5

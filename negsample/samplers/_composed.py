@@ -215,7 +215,6 @@ class CandidateSampler:
         """Move the samplers' index to ``device`` (in place) and return this sampler."""
         self.shared.to(device)
         if self.hard is not None:
-            self.hard.index = self.shared.index
             self.hard.to(device)
         return self
 
