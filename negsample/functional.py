@@ -482,9 +482,9 @@ def sampled_softmax_loss_from_vectors(
         >>> items = torch.tensor([[1.0, 1.0], [0.0, -1.0], [2.0, 0.0]])  # K = 3 shared
         >>> own = torch.tensor([[[0.5, 0.5]], [[1.0, 0.0]]])             # n = 1 per row
         >>> pos = torch.tensor([2.0, 0.0])
-        >>> fused = sampled_softmax_loss_from_vectors(pos, users, items, own, reduction="none")
-        >>> scores = torch.cat([users @ items.T, (own @ users[:, :, None]).squeeze(2)], dim=1)
-        >>> torch.allclose(fused, sampled_softmax_loss(pos, scores, reduction="none"))
+        >>> fused = sampled_softmax_loss_from_vectors(pos, users, items, own)
+        >>> scores = torch.cat([users @ items.T, (own @ users[:, :, None])[..., 0]], 1)
+        >>> torch.allclose(fused, sampled_softmax_loss(pos, scores))
         True
     """
     reduction = _check_reduction(reduction)
