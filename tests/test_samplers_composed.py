@@ -65,7 +65,10 @@ def gowalla_like() -> PositiveIndex:
     return PositiveIndex.from_pairs(users, items, num_users=50, num_items=200)
 
 
-def test_it_equals_the_composition_by_hand() -> None:
+@pytest.mark.parametrize(
+    "kind", [{}, {"candidates": "popularity", "alpha": 0.5}], ids=["uniform", "popularity"]
+)
+def test_it_equals_the_composition_by_hand(kind: dict[str, object]) -> None:
     # The loop of the docs page, source by source, with the same seeds.
     index = gowalla_like()
     users, pos_items = index.pairs()
@@ -73,10 +76,10 @@ def test_it_equals_the_composition_by_hand() -> None:
     model = MFModel(50, 200, 8, similarity="cosine")
     k, b = 32, users.numel()
     hard = HardNegativeSampler(index, 10, 3, 0, generator=1)
-    cands = CandidateSampler(index, k, in_batch=True, hard=hard, generator=0).sample(
+    cands = CandidateSampler(index, k, in_batch=True, hard=hard, generator=0, **kind).sample(  # type: ignore[arg-type]
         users, pos_items, model
     )
-    shared = SharedNegativeSampler(index, k, generator=0)
+    shared = SharedNegativeSampler(index, k, generator=0, **kind)  # type: ignore[arg-type]
     drawn = shared.sample(users)
     batch = shared.in_batch(users, pos_items)
     items = torch.cat([drawn.items, batch.items])
