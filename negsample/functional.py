@@ -636,12 +636,20 @@ def _exp_block(
         if offset is not None:
             out.sub_(offset)
         # A difference that overflows to +inf: the row's softmax puts its weight on those
-        # entries (equally), which the largest float reproduces with finite gradients.
-        out.clamp_(max=torch.finfo(out.dtype).max)
+        # entries (equally), which the largest float reproduces with finite gradients. On
+        # the CPU the row maxima say (for free) whether there is one; elsewhere reading
+        # them would be a synchronisation, so every block is clamped.
+        biggest = torch.finfo(out.dtype).max
+        on_cpu = out.device.type == "cpu"
+        if not on_cpu:
+            out.clamp_(max=biggest)
         if drop is not None:
             # where(out=) rather than masked_fill_: the same values, about twice as fast on CPU.
             torch.where(drop, out.new_full((), -math.inf), out, out=out)
         part_top = out.amax(dim=1)
+        if on_cpu and bool(torch.isposinf(part_top).any()):
+            out.clamp_(max=biggest)
+            part_top = part_top.clamp(max=biggest)
         top = part_top if top is None else torch.maximum(top, part_top)
     assert top is not None
     if include:
@@ -745,11 +753,17 @@ def _softmax_backward(
     drop: torch.Tensor | None,
     need_pos: bool,
     need_offsets: bool,
-) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+    in_place: bool = True,
+) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """``d loss / d s_k`` (per part of the columns), and the gradients of ``pos`` and ``log_q``.
 
-    The first backward turns the saved exponentials into the gradient in place;
-    a later one (``retain_graph=True``) recomputes them. Under
+    Returns ``(parts, row_scale, grad_pos, grad_offsets)``: the gradient of the
+    scores is ``parts[i] * row_scale`` (``row_scale`` ``(B, 1)``), or ``parts``
+    itself where ``row_scale`` is ``None``. With ``in_place`` the first backward
+    turns the saved exponentials into that gradient in place (``row_scale``
+    ``None``); a later one (``retain_graph=True``) recomputes them. Without, it
+    returns the exponentials and the scale, for a caller that applies the
+    scale to something smaller (the rows of a matrix product). Under
     ``create_graph=True`` everything is built from differentiable operations on
     ``differentiable_scores()`` (all columns), so that higher orders are exact.
     """
@@ -773,6 +787,7 @@ def _softmax_backward(
         grad_offsets = probs * -row[:, None] if need_offsets else None
         scaled = probs * (row / temperature)[:, None]
         grad_parts = [part for part in _columns(scaled, widths) if isinstance(part, torch.Tensor)]
+        row_scale = None
     else:
         exp_parts = ctx.exp_parts
         if exp_parts is None:
@@ -780,7 +795,6 @@ def _softmax_backward(
             exp_parts = _exponentials(scores_of, pos, widths, temperature, offsets, drop, include)[
                 0
             ]
-        ctx.exp_parts = None
         row = rows_with_negatives(grad * weight / total)
         prob_sum = neg_sum
         grad_offsets = None
@@ -791,8 +805,14 @@ def _softmax_backward(
         # NaN for the negatives of weight 0, and an optimiser step from a finite gradient
         # is defined.
         biggest = torch.finfo(row.dtype).max
-        scale = (row / temperature).clamp(-biggest, biggest)[:, None]
-        grad_parts = [part.mul_(scale) for part in exp_parts]
+        row_scale = (row / temperature).clamp(-biggest, biggest)[:, None]
+        if in_place:
+            ctx.exp_parts = None
+            grad_parts = [part.mul_(row_scale) for part in exp_parts]
+            row_scale = None
+        else:
+            ctx.exp_parts = exp_parts
+            grad_parts = exp_parts
     # d loss / d log q_k = -lambda p_k; the positive (z depends on s_k - s+) gets minus
     # the negatives' sum plus the (lambda - 1) / T outside the log.
     grad_pos = None
@@ -803,7 +823,7 @@ def _softmax_backward(
         if outside is not None:
             grad_pos = grad_pos + rows_with_negatives(grad / outside)
         grad_pos = grad_pos.clamp(-biggest, biggest)
-    return grad_parts, grad_pos, grad_offsets
+    return grad_parts, row_scale, grad_pos, grad_offsets
 
 
 def _tensor_offsets(offsets: torch.Tensor | float | None) -> torch.Tensor | None:
@@ -859,7 +879,7 @@ class _SampledSoftmax(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         pos, neg, tensor_offsets, drop = ctx.saved_tensors
         need_pos, need_neg, need_offsets = (ctx.needs_input_grad[i] for i in (0, 1, 5))
-        grad_parts, grad_pos, grad_offsets = _softmax_backward(
+        grad_parts, _, grad_pos, grad_offsets = _softmax_backward(
             ctx,
             grad,
             pos,
@@ -926,7 +946,9 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         pos, users, items, rows, tensor_offsets, drop = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grad_parts, grad_pos, grad_offsets = _softmax_backward(
+        # The scores' gradient is parts * row_scale: the scale goes onto the (B, d) sides
+        # of the products instead of a pass over the (B, K) exponentials.
+        parts, row_scale, grad_pos, grad_offsets = _softmax_backward(
             ctx,
             grad,
             pos,
@@ -936,21 +958,25 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
             drop,
             need[0],
             need[7],
+            in_place=False,
         )
-        grad_shared = grad_parts[0] if items is not None else None
-        grad_rows = grad_parts[-1] if rows is not None else None
+        shared_part = parts[0] if items is not None else None
+        row_part = parts[-1] if rows is not None else None
         grad_users = grad_items = grad_row_vectors = None
         if need[1]:
-            parts = []
-            if items is not None and grad_shared is not None:
-                parts.append(grad_shared @ items)
-            if rows is not None and grad_rows is not None:
-                parts.append(torch.bmm(grad_rows.unsqueeze(1), rows).squeeze(1))
-            grad_users = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        if need[2] and grad_shared is not None:
-            grad_items = grad_shared.T @ users
-        if need[3] and grad_rows is not None:
-            grad_row_vectors = grad_rows.unsqueeze(2) * users.unsqueeze(1)
+            total = None
+            if items is not None and shared_part is not None:
+                total = shared_part @ items
+            if rows is not None and row_part is not None:
+                own = torch.bmm(row_part.unsqueeze(1), rows).squeeze(1)
+                total = own if total is None else total + own
+            assert total is not None
+            grad_users = total if row_scale is None else total * row_scale
+        scaled_users = users if row_scale is None else users * row_scale
+        if need[2] and shared_part is not None:
+            grad_items = shared_part.T @ scaled_users
+        if need[3] and row_part is not None:
+            grad_row_vectors = row_part.unsqueeze(2) * scaled_users.unsqueeze(1)
         return (
             grad_pos,
             grad_users,
