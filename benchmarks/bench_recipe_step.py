@@ -27,7 +27,8 @@ interleaved rounds of each step (forward, backward, optimizer step), of each
 part timed alone on the same batches, and of the step's dense matrix products:
 ``(B, d) x (d, C)`` with ``C = 3076`` candidates per row and its two gradient
 products, in the step's dtype and on its device. **step / products** is the
-figure of merit (goal: at most 2.0).
+figure of merit (goal: at most 2.0). ``--keep-freed-memory`` first asks glibc
+to keep freed blocks for reuse, as the ``negsample`` command does on CPU.
 """
 
 from __future__ import annotations
@@ -204,7 +205,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="let glibc keep freed blocks, as the negsample command does on CPU",
+    )
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        from negsample.cli._system import keep_freed_memory
+
+        print(f"glibc keeps freed blocks: {keep_freed_memory()}")
     device = torch.device(args.device)
     index, what = load_index(args.data)
     index = index.to(device)
