@@ -722,8 +722,9 @@ def _softmax_forward(
         neg_sum = neg_sum + part.sum(dim=1)
     total = neg_sum + torch.exp(-top) if include else neg_sum
     # Per row, in float64 (for float32 work; no wider type for float64): the two halves
-    # of the loss may each overflow the work dtype where their sum does not.
-    wide = torch.promote_types(pos.dtype, torch.float64)
+    # of the loss may each overflow the work dtype where their sum does not. MPS has no
+    # float64: there the halves stay in the work dtype.
+    wide = pos.dtype if pos.device.type == "mps" else torch.promote_types(pos.dtype, torch.float64)
     terms = (top.to(wide) + torch.log(total.to(wide))) * weight
     outside = _outside_scale(temperature, weight)
     if outside is not None:
