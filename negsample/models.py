@@ -122,7 +122,7 @@ class MFModel(nn.Module):
     0.1, ``neg_weight=1.22, include_positive=False``),
     ``similarity="cosine"``, ``init_std=1e-4``, Adam ``lr=1e-3`` and no L2
     penalty. With BPR, ``lr=1e-3`` and a weight of ``1e-4`` left Recall@20
-    near that of a random ranking after 3 epochs in one report (issue #19).
+    near that of a random ranking after 3 epochs in one user's report.
 
     Args:
         num_users: Number of users (rows of ``user_embedding``).
