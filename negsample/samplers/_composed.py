@@ -118,9 +118,10 @@ class CandidateSampler:
     hard (and supplied) negatives as ``(B, n)``, one exact mask of known
     positives over all of them (computed once for the shared and in-batch
     columns: the candidates sorted once, each row's positives searched once)
-    and each column's ``log_q``. The recipe of ``negsample train --loss
-    softmax`` is ``CandidateSampler(index, 1024, in_batch=True,
-    hard=HardNegativeSampler(index, 64, 4, 0))``.
+    and each column's ``log_q``. The softmax recipe of the Gowalla results
+    (``negsample train --loss softmax --sampler hard --in-batch
+    --num-candidates 64 --num-hard 4``) is ``CandidateSampler(index, 1024,
+    in_batch=True, hard=HardNegativeSampler(index, 64, 4, 0))``.
 
     Args:
         index: The users' known positives.
