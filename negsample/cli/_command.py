@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from negsample import EmptyComplementError, MFModel
+from negsample import EmptyComplementError
 from negsample.cli._data import Data, DataOptions, load_data
 from negsample.cli._output import atomic_path
-from negsample.cli._recipes import RunConfig, make_step, row_sampler
+from negsample.cli._recipes import RunConfig, make_model, make_step, row_sampler
 from negsample.cli._report import comparison, plot, summary
 from negsample.cli._system import keep_freed_memory, set_threads
 from negsample.cli._train import Run, out_of_memory, train
@@ -94,15 +94,7 @@ def _trial_step(config: RunConfig, data: Data) -> None:
     index = data.fit.to(device)
     softmax = config.loss == "softmax"
     try:
-        model = MFModel(
-            index.num_users,
-            index.num_items,
-            config.dim,
-            init_std=config.init_std,
-            similarity=config.similarity,
-            validate=False,
-            device=device,
-        )
+        model = make_model(config, index, device)
         step, _ = make_step(config, model, index)
         users, items = (t[: config.batch_size] for t in index.pairs())
         loss = step(users.to(device), items.to(device))

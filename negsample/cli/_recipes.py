@@ -143,6 +143,21 @@ def recipe(
     )
 
 
+def make_model(
+    config: RunConfig, index: PositiveIndex, device: torch.device | str = "cpu"
+) -> MFModel:
+    """The run's ``MFModel`` over ``index``'s users and items (seed torch first for its weights)."""
+    return MFModel(
+        index.num_users,
+        index.num_items,
+        config.dim,
+        init_std=config.init_std,
+        similarity=config.similarity,
+        validate=False,
+        device=device,
+    )
+
+
 def make_sampler(config: RunConfig, index: PositiveIndex) -> HardNegativeSampler | UniformSampler:
     """The run's sampler over ``index``, seeded with ``config.seed``."""
     if config.sampler == "hard":

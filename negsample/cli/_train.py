@@ -13,7 +13,13 @@ import torch
 
 from negsample import MFModel, PositiveIndex
 from negsample.cli._data import Data
-from negsample.cli._recipes import RunConfig, learning_rate, make_optimizer, make_step
+from negsample.cli._recipes import (
+    RunConfig,
+    learning_rate,
+    make_model,
+    make_optimizer,
+    make_step,
+)
 from negsample.metrics import evaluate
 
 T = TypeVar("T")
@@ -88,15 +94,7 @@ def train(
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     index_d = index.to(device)
-    model = MFModel(
-        index.num_users,
-        index.num_items,
-        config.dim,
-        init_std=config.init_std,
-        similarity=config.similarity,
-        validate=False,
-        device=device,
-    )
+    model = make_model(config, index, device)
     optimizer = make_optimizer(model, config)
     step, description = make_step(config, model, index_d)
     log(f"[{name:>7}] {description}")
