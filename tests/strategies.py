@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,3 +126,44 @@ def tie_tables(
     choices = st.sampled_from(values_set)
     values = draw(st.lists(choices, min_size=num_users * num_items, max_size=num_users * num_items))
     return torch.tensor(values, dtype=dtype).reshape(num_users, num_items)
+
+
+SELECTIONS = ["topk", "softmax", "dns_mn", "ahns"]
+"""Every ``selection`` of the hard sampler."""
+
+
+@st.composite
+def selection_settings(
+    draw: st.DrawFn, selection: str, num_candidates: int, num_hard: int
+) -> dict[str, Any]:
+    """``selection`` with parameters for it: keyword arguments of the sampler and ``hard_negatives``.
+
+    AHNS's shifts include the values that make ``s_pos + alpha`` zero for the small
+    integer scores of :func:`tie_tables` (an infinite target), and exponents of both signs.
+    """
+    if selection == "softmax":
+        return {"selection": selection, "temperature": draw(st.sampled_from([1e-3, 0.5, 1.0, 7.0]))}
+    if selection == "dns_mn":
+        return {
+            "selection": selection,
+            "top_n": draw(st.integers(max(1, num_hard), num_candidates)),
+        }
+    if selection == "ahns":
+        number = st.one_of(
+            st.sampled_from([0.0, 0.5, 1.0, -1.0, 2.0]),
+            st.floats(-3, 3, allow_nan=False, allow_infinity=False),
+        )
+        return {
+            "selection": selection,
+            "ahns_alpha": draw(number),
+            "ahns_beta": draw(st.one_of(st.sampled_from([0.1, 1.0, 0.0, -0.5]), number)),
+            "ahns_p": draw(st.integers(-4, 3)),
+        }
+    return {"selection": selection}
+
+
+@st.composite
+def item_ids(draw: st.DrawFn, num_items: int, size: int) -> torch.Tensor:
+    """``size`` item ids in ``[0, num_items)`` (``int64``), e.g. a batch's positive items."""
+    ids = draw(st.lists(st.integers(0, num_items - 1), min_size=size, max_size=size))
+    return torch.tensor(ids, dtype=torch.int64)

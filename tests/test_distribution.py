@@ -5,6 +5,10 @@ complement lists, every candidate tuple, every random choice), independently of
 the library's code. Each backend's empirical frequencies are then tested against
 it with Pearson's chi-square goodness-of-fit test.
 
+The selections are tested the same way: DNS(M, N) also on fixed candidates
+(the hard negative uniform over the top N, with the sampler's own random keys)
+and with a hard part that always takes the best candidate, which must fail.
+
 Significance level: ALPHA = 0.001 per test. Seeds are fixed, so each test is
 deterministic. Sample size: N_DRAWS rows per backend, chosen so that the test
 has power >= 0.99 against a shift of 0.02 probability mass between the two most
@@ -17,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
@@ -24,6 +29,7 @@ import torch
 from scipy import stats
 
 from negsample import HardNegativeSampler, PositiveIndex, UniformSampler
+from negsample.samplers import HardDraws, hard_negatives
 
 ALPHA = 0.001
 SHIFT = 0.02
@@ -277,3 +283,142 @@ def test_the_softmax_check_rejects_the_wrong_temperature() -> None:
     )
     rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: table[i])
     assert chi_square_p_value_float(Counter(map(tuple, rows.tolist())), exact) < ALPHA
+
+
+# ---------------------------------------------------------------------- DNS(M, N) and AHNS
+
+
+def exact_ranked_distribution(
+    complement: list[int],
+    rank: Callable[[list[int]], list[int]],
+    m: int,
+    top_n: int,
+    num_hard: int,
+    num_random: int,
+) -> dict[tuple[int, ...], Fraction]:
+    """P(output row) for uniform candidates whose hard part is a uniform draw from the top.
+
+    ``rank(candidates)`` orders the slots best first; the hard part is each
+    ``num_hard``-subset of the first ``top_n`` with equal probability, in rank order.
+    ``top_n = num_hard`` is a deterministic hard part (the top-k, or AHNS's closest).
+    """
+    dist: Counter[tuple[int, ...]] = Counter()
+    p_tuple = Fraction(1, len(complement) ** m)
+    for candidates in itertools.product(complement, repeat=m):
+        ranked = rank(list(candidates))
+        subsets = list(itertools.combinations(ranked[:top_n], num_hard))  # in rank order
+        for hard in subsets:
+            free = [slot for slot in range(m) if slot not in hard]
+            picks = list(itertools.permutations(free, num_random))
+            for pick in picks:
+                row = tuple(candidates[s] for s in list(hard) + list(pick))
+                dist[row] += p_tuple / len(subsets) / len(picks)
+    return dict(dist)
+
+
+DNS_POSITIVES, DNS_ITEMS = [1, 3], 6  # complement {0, 2, 4, 5}
+DNS_SCORES = {0: 1.0, 2: 1.0, 4: 0.0, 5: -1.0}  # items 0 and 2 tie for the top
+
+
+def by_score(candidates: list[int]) -> list[int]:
+    return sorted(range(len(candidates)), key=lambda slot: (-DNS_SCORES[candidates[slot]], slot))
+
+
+@pytest.mark.parametrize("backend", ["reference", "vectorized"])
+def test_dns_mn_picks_uniformly_among_the_top_n_of_given_candidates(backend: str) -> None:
+    # Fixed candidates (items 0..5 in slots 0..5, distinct scores), the sampler's own keys:
+    # the hard negative is each of the 4 best items with probability 1/4.
+    top_n, scores = 4, torch.tensor([0.3, -1.0, 2.0, 0.9, 1.5, 0.0])  # top 4: items 2, 4, 3, 0
+    exact = {(item,): Fraction(1, top_n) for item in (2, 4, 3, 0)}
+    assert power_against_shift([float(p) for p in exact.values()], N_DRAWS) >= 0.99
+    index = PositiveIndex.from_dict({}, num_users=1, num_items=6)
+    sampler = HardNegativeSampler(
+        index, 6, 1, 0, selection="dns_mn", top_n=top_n, generator=SEEDS[backend]
+    )
+    drawn = sampler.draw(N_DRAWS)
+    draws = HardDraws(torch.arange(6).expand(N_DRAWS, 6), drawn.slot_keys, drawn.selection_bits)
+    rows = hard_negatives(
+        index,
+        torch.zeros(N_DRAWS, dtype=torch.int64),
+        lambda u, i: scores[i],
+        draws,
+        num_hard=1,
+        num_random=0,
+        selection="dns_mn",
+        top_n=top_n,
+        backend=backend,  # type: ignore[arg-type]
+    )
+    counts = Counter(map(tuple, rows.tolist()))
+    assert chi_square_p_value(counts, exact) > ALPHA
+
+
+@pytest.mark.parametrize("backend", ["reference", "vectorized"])
+def test_dns_mn_sampler_matches_the_exact_distribution(backend: str) -> None:
+    # DNS(3, 2), one hard and one random: candidate ties included.
+    exact = exact_ranked_distribution(
+        [0, 2, 4, 5], by_score, m=3, top_n=2, num_hard=1, num_random=1
+    )
+    assert sum(exact.values()) == 1
+    assert power_against_shift([float(p) for p in exact.values()], N_DRAWS) >= 0.99
+    index = PositiveIndex.from_dict({0: DNS_POSITIVES}, num_items=DNS_ITEMS)
+    table = torch.tensor([DNS_SCORES.get(i, float("nan")) for i in range(DNS_ITEMS)])
+    sampler = HardNegativeSampler(
+        index,
+        3,
+        1,
+        1,
+        selection="dns_mn",
+        top_n=2,
+        backend=backend,  # type: ignore[arg-type]
+        generator=SEEDS[backend],
+    )
+    rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: table[i])
+    assert chi_square_p_value(Counter(map(tuple, rows.tolist())), exact) > ALPHA
+
+
+def test_the_dns_mn_check_rejects_the_top_k() -> None:
+    """Teeth: a hard part that always takes the best candidate fails against DNS(3, 2)."""
+    exact = exact_ranked_distribution(
+        [0, 2, 4, 5], by_score, m=3, top_n=2, num_hard=1, num_random=1
+    )
+    index = PositiveIndex.from_dict({0: DNS_POSITIVES}, num_items=DNS_ITEMS)
+    table = torch.tensor([DNS_SCORES.get(i, 0.0) for i in range(DNS_ITEMS)])
+    sampler = HardNegativeSampler(index, 3, 1, 1, generator=7)
+    rows = sampler.sample(torch.zeros(N_DRAWS, dtype=torch.int64), lambda u, i: table[i])
+    assert chi_square_p_value(Counter(map(tuple, rows.tolist())), exact) < ALPHA
+
+
+# AHNS with the positive item 1 scoring 1.0, alpha 1, beta 0.5, p = -2: the target is
+# 0.5 / (1.0 + 1.0) = 0.25, so the distances are item 0: 0.75, 2: 0.25, 4: 0.25, 5: 1.25.
+AHNS_SCORES = {0: 1.0, 1: 1.0, 2: 0.5, 4: 0.0, 5: -1.0}
+AHNS_DISTANCES = {0: 0.75, 2: 0.25, 4: 0.25, 5: 1.25}
+
+
+def by_distance(candidates: list[int]) -> list[int]:
+    return sorted(range(len(candidates)), key=lambda s: (AHNS_DISTANCES[candidates[s]], s))
+
+
+@pytest.mark.parametrize("backend", ["reference", "vectorized"])
+def test_ahns_sampler_matches_the_exact_distribution(backend: str) -> None:
+    exact = exact_ranked_distribution(
+        [0, 2, 4, 5], by_distance, m=3, top_n=1, num_hard=1, num_random=1
+    )
+    assert sum(exact.values()) == 1
+    assert power_against_shift([float(p) for p in exact.values()], N_DRAWS) >= 0.99
+    index = PositiveIndex.from_dict({0: DNS_POSITIVES}, num_items=DNS_ITEMS)
+    table = torch.tensor([AHNS_SCORES.get(i, float("nan")) for i in range(DNS_ITEMS)])
+    sampler = HardNegativeSampler(
+        index,
+        3,
+        1,
+        1,
+        selection="ahns",
+        ahns_alpha=1.0,
+        ahns_beta=0.5,
+        ahns_p=-2,
+        backend=backend,  # type: ignore[arg-type]
+        generator=SEEDS[backend],
+    )
+    users = torch.zeros(N_DRAWS, dtype=torch.int64)
+    rows = sampler.sample(users, lambda u, i: table[i], positives=torch.ones_like(users))
+    assert chi_square_p_value(Counter(map(tuple, rows.tolist())), exact) > ALPHA

@@ -165,8 +165,16 @@ def test_the_harness_catches_host_reads_dynamic_shapes_and_cpu_tensors(
 # ---------------------------------------------------------------------- samplers' kernels
 
 
+SELECTION_SETTINGS: dict[str, dict[str, Any]] = {
+    "topk": {},
+    "softmax": {"temperature": 0.5},
+    "dns_mn": {"top_n": 4},
+    "ahns": {"ahns_alpha": 0.5, "ahns_beta": 0.2, "ahns_p": -3},
+}
+
+
 @pytest.mark.parametrize("kind", ["uniform", "popularity"])
-@pytest.mark.parametrize("selection", ["topk", "softmax"])
+@pytest.mark.parametrize("selection", sorted(SELECTION_SETTINGS))
 @pytest.mark.parametrize("similarity", ["dot", "cosine"])
 def test_hard_negatives_on_given_draws(
     fake_cuda: FakeTensorMode, kind: str, selection: str, similarity: str
@@ -176,9 +184,8 @@ def test_hard_negatives_on_given_draws(
     with fake_cuda:
         cuda_index, cuda_source = on_fake_cuda((index, source))
         model = MFModel(5, 9, dim=8, similarity=similarity, validate=False, device=CUDA)  # type: ignore[arg-type]
-        draws = HardDraws(
-            cuda_bits(6, 7), cuda_bits(6, 7), cuda_bits(6, 7) if selection == "softmax" else None
-        )
+        with_bits = selection in ("softmax", "dns_mn")
+        draws = HardDraws(cuda_bits(6, 7), cuda_bits(6, 7), cuda_bits(6, 7) if with_bits else None)
         info = hard_negatives(
             cuda_index,
             cuda_ids(6),
@@ -187,10 +194,12 @@ def test_hard_negatives_on_given_draws(
             num_hard=2,
             num_random=3,
             candidates=cuda_source,
-            temperature=0.5 if selection == "softmax" else None,
+            selection=selection,  # type: ignore[arg-type]
+            positives=cuda_ids(6) if selection == "ahns" else None,
             validate=False,
             max_scores_per_call=14,  # two rows per scorer call: the chunked path
             return_info=True,
+            **SELECTION_SETTINGS[selection],
         )
     assert info.items.shape == (6, 5) and info.items.dtype == torch.int64
     assert info.scores is not None

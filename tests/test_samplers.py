@@ -22,7 +22,16 @@ from negsample import (
 )
 from negsample.samplers import HardDraws, hard_negatives
 from tests.helpers import CUDA, DEVICES
-from tests.strategies import Case, batches, cases, table_scorer, tie_tables
+from tests.strategies import (
+    SELECTIONS,
+    Case,
+    batches,
+    cases,
+    item_ids,
+    selection_settings,
+    table_scorer,
+    tie_tables,
+)
 
 BACKENDS = ["reference", "vectorized"]
 
@@ -52,6 +61,30 @@ def draws_for(draw: st.DrawFn, batch: int, num_candidates: int) -> HardDraws:
     return HardDraws(torch.tensor(cand).reshape(shape), torch.tensor(keys).reshape(shape))
 
 
+@st.composite
+def selection_inputs(
+    draw: st.DrawFn,
+    selection: str,
+    case: Case,
+    users: torch.Tensor,
+    num_candidates: int,
+    num_hard: int,
+) -> tuple[dict[str, Any], HardDraws]:
+    """Arguments of ``hard_negatives`` for ``selection``, with draws that carry what it needs.
+
+    Softmax and DNS(M, N) draws get ``selection_bits`` (from a tiny range at times, so
+    that DNS's keys tie), AHNS a positive item per row.
+    """
+    settings = draw(selection_settings(selection, num_candidates, num_hard))
+    draws = draw(draws_for(users.numel(), num_candidates))
+    if selection in ("softmax", "dns_mn"):
+        bits = draw(draws_for(users.numel(), num_candidates)).slot_keys
+        draws = HardDraws(draws.candidate_bits, draws.slot_keys, bits)
+    if selection == "ahns":
+        settings["positives"] = draw(item_ids(case.num_items, users.numel()))
+    return settings, draws
+
+
 def assert_no_positive(case: Case, users: torch.Tensor, negatives: torch.Tensor) -> None:
     for user, row in zip(users.tolist(), negatives.tolist(), strict=True):
         hits = case.positives[user].intersection(row)
@@ -61,23 +94,32 @@ def assert_no_positive(case: Case, users: torch.Tensor, negatives: torch.Tensor)
 # ---------------------------------------------------------------------- never a known positive
 
 
+@pytest.mark.parametrize("selection", SELECTIONS)
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(data=st.data(), case=cases(), config=hard_configs(), seed=st.integers(0, 2**32))
 def test_hard_negatives_are_never_known_positives(
-    backend: str, data: st.DataObject, case: Case, config: tuple[int, int, int], seed: int
+    selection: str,
+    backend: str,
+    data: st.DataObject,
+    case: Case,
+    config: tuple[int, int, int],
+    seed: int,
 ) -> None:
     users = data.draw(batches(case))
     table = data.draw(tie_tables(case.index.num_users, case.num_items))
     num_candidates, num_hard, num_random = config
+    settings = data.draw(selection_settings(selection, num_candidates, num_hard))
     sampler = HardNegativeSampler(
         case.index,
         num_candidates,
         num_hard,
         num_random,
-        backend=backend,
-        generator=seed,  # type: ignore[arg-type]
+        backend=backend,  # type: ignore[arg-type]
+        generator=seed,
+        **settings,
     )
-    negatives = sampler.sample(users, table_scorer(table))
+    positives = data.draw(item_ids(case.num_items, users.numel())) if selection == "ahns" else None
+    negatives = sampler.sample(users, table_scorer(table), positives=positives)
     assert negatives.shape == (users.numel(), num_hard + num_random)
     assert negatives.dtype == torch.int64
     assert_no_positive(case, users, negatives)
@@ -138,14 +180,17 @@ def test_without_validation_a_user_with_nothing_to_draw_gets_no_negative_never_a
         data.draw(st.lists(st.integers(0, case.index.num_users - 1), min_size=1, max_size=8))
     )
     config = data.draw(hard_configs())
+    selection = data.draw(st.sampled_from(SELECTIONS), label="selection")
+    settings = data.draw(selection_settings(selection, config[0], config[1]))
+    positives = data.draw(item_ids(case.num_items, users.numel())) if selection == "ahns" else None
     table = data.draw(tie_tables(case.index.num_users, case.num_items))
     kwargs: dict[str, Any] = {"backend": backend, "generator": seed, "validate": False}
-    hard = HardNegativeSampler(case.index, *config, **candidates, **kwargs)
+    hard = HardNegativeSampler(case.index, *config, **candidates, **settings, **kwargs)
     uniform = UniformSampler(case.index, 3, **candidates, **kwargs)
     with pytest.MonkeyPatch.context() as patch:
         if not compacting:
             patch.setattr(candidates_module, "_COMPACTING_DEVICES", ())
-        info = hard.sample(users, table_scorer(table), return_info=True)
+        info = hard.sample(users, table_scorer(table), positives=positives, return_info=True)
         uniform_info = uniform.sample(users, return_info=True)
     for out in (info, uniform_info):
         assert_no_positive(case, users, out.items)
@@ -205,41 +250,53 @@ def test_check_samplable_checks_ids_and_accepts_lists() -> None:
 # ---------------------------------------------------------------------- identical on identical draws
 
 
+@pytest.mark.parametrize("selection", SELECTIONS)
 @given(data=st.data(), case=cases(), config=hard_configs())
 def test_reference_and_vectorized_agree_exactly_on_the_same_draws(
-    data: st.DataObject, case: Case, config: tuple[int, int, int]
+    selection: str, data: st.DataObject, case: Case, config: tuple[int, int, int]
 ) -> None:
     users = data.draw(batches(case)).long()
     num_candidates, num_hard, num_random = config
-    draws = data.draw(draws_for(users.numel(), num_candidates))
+    settings, draws = data.draw(selection_inputs(selection, case, users, num_candidates, num_hard))
     scorer = table_scorer(data.draw(tie_tables(case.index.num_users, case.num_items)))
-    kwargs: dict[str, Any] = {"num_hard": num_hard, "num_random": num_random}
+    kwargs: dict[str, Any] = {
+        "num_hard": num_hard,
+        "num_random": num_random,
+        "return_info": True,
+        **settings,
+    }
     reference = hard_negatives(case.index, users, scorer, draws, backend="reference", **kwargs)
     vectorized = hard_negatives(case.index, users, scorer, draws, backend="vectorized", **kwargs)
-    assert torch.equal(reference, vectorized), (reference, vectorized)
+    assert torch.equal(reference.items, vectorized.items), (reference.items, vectorized.items)
+    assert reference.scores is not None and vectorized.scores is not None
+    assert torch.equal(reference.scores, vectorized.scores)
+    assert torch.equal(reference.is_hard, vectorized.is_hard)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@given(data=st.data(), case=cases(), config=hard_configs(), softmax=st.booleans())
+@given(
+    data=st.data(),
+    case=cases(),
+    config=hard_configs(),
+    selection=st.sampled_from(SELECTIONS),
+)
 def test_backends_agree_on_nan_and_infinite_scores_without_validation(
     dtype: torch.dtype,
     data: st.DataObject,
     case: Case,
     config: tuple[int, int, int],
-    softmax: bool,
+    selection: str,
 ) -> None:
+    # For AHNS the positives' scores come from the same table: NaN and infinite targets too.
     users = data.draw(batches(case)).long()
     num_candidates, num_hard, num_random = config
-    draws = data.draw(draws_for(users.numel(), num_candidates))
-    if softmax:
-        selection = data.draw(draws_for(users.numel(), num_candidates)).candidate_bits
-        draws = HardDraws(draws.candidate_bits, draws.slot_keys, selection)
+    settings, draws = data.draw(selection_inputs(selection, case, users, num_candidates, num_hard))
     table = data.draw(tie_tables(case.index.num_users, case.num_items, nan=True, dtype=dtype))
     kwargs: dict[str, Any] = {
         "num_hard": num_hard,
         "num_random": num_random,
-        "temperature": 0.5 if softmax else None,
         "validate": False,
+        **settings,
     }
     outputs = [
         hard_negatives(case.index, users, table_scorer(table), draws, backend=b, **kwargs)
@@ -268,14 +325,19 @@ def test_nan_ranks_above_infinity_and_signed_zeros_tie(backend: str, dtype: torc
     assert out.tolist() == [[2, 5, 4, 1, 3, 0]]
 
 
+@pytest.mark.parametrize("selection", SELECTIONS)
 @given(case=cases(), config=hard_configs(), seed=st.integers(0, 2**32), data=st.data())
 def test_a_seed_gives_the_same_negatives_on_either_backend(
-    case: Case, config: tuple[int, int, int], seed: int, data: st.DataObject
+    selection: str, case: Case, config: tuple[int, int, int], seed: int, data: st.DataObject
 ) -> None:
     users = data.draw(batches(case))
     scorer = table_scorer(data.draw(tie_tables(case.index.num_users, case.num_items)))
+    settings = data.draw(selection_settings(selection, config[0], config[1]))
+    positives = data.draw(item_ids(case.num_items, users.numel())) if selection == "ahns" else None
     outputs = [
-        HardNegativeSampler(case.index, *config, backend=b, generator=seed).sample(users, scorer)  # type: ignore[arg-type]
+        HardNegativeSampler(case.index, *config, backend=b, generator=seed, **settings).sample(  # type: ignore[arg-type]
+            users, scorer, positives=positives
+        )
         for b in BACKENDS
     ]
     assert torch.equal(outputs[0], outputs[1])
@@ -433,6 +495,8 @@ STRATEGIES: list[dict[str, Any]] = [
     {},
     {"candidates": "popularity", "alpha": 0.0},
     {"candidates": "popularity", "alpha": 0.5, "selection": "softmax", "temperature": 0.3},
+    {"selection": "dns_mn", "top_n": 3},
+    {"candidates": "popularity", "alpha": 0.0, "selection": "ahns"},
 ]
 
 
@@ -462,10 +526,11 @@ def _sample_without_validation(
     uniform = UniformSampler(index, 3, generator=0, validate=False, **candidates)
     for name in SYNCHRONISING_METHODS:
         monkeypatch.setattr(torch.Tensor, name, _host_sync)
+    positives = torch.tensor([0, 1, 2, 0]) if strategy.get("selection") == "ahns" else None
     forbid_more()
-    out_hard = hard.sample(users, table_scorer(table))
+    out_hard = hard.sample(users, table_scorer(table), positives=positives)
     out_uniform = uniform.sample(users)
-    info = hard.sample(users, table_scorer(table), return_info=True)
+    info = hard.sample(users, table_scorer(table), positives=positives, return_info=True)
     monkeypatch.undo()
     assert out_hard.shape == (4, 4) and out_uniform.shape == (4, 3)
     assert info.log_prob.shape == (4, 4)
@@ -805,7 +870,14 @@ def test_vectorized_cuda_path_never_synchronises_with_the_host() -> None:
     soft = HardNegativeSampler(
         index, 16, 2, 2, candidates="popularity", selection="softmax", generator=0, validate=False
     )
+    dns = HardNegativeSampler(
+        index, 16, 2, 2, selection="dns_mn", top_n=5, generator=0, validate=False
+    )
+    ahns = HardNegativeSampler(index, 16, 2, 2, selection="ahns", generator=0, validate=False)
+    positives = torch.tensor([0, 1, 5, 2, 2, 0], device="cuda")
     soft.sample(users, table_scorer(table))
+    dns.sample(users, table_scorer(table))
+    ahns.sample(users, table_scorer(table), positives=positives)
     hard.sample(users, table_scorer(table))  # first call creates the generator
     uniform.sample(users)
     torch.cuda.set_sync_debug_mode("error")
@@ -813,11 +885,12 @@ def test_vectorized_cuda_path_never_synchronises_with_the_host() -> None:
         out_hard = hard.sample(users, table_scorer(table))
         out_uniform = uniform.sample(users)
         out_soft = soft.sample(users, table_scorer(table), return_info=True).items
+        out_dns = dns.sample(users, table_scorer(table))
+        out_ahns = ahns.sample(users, table_scorer(table), positives=positives, return_info=True)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert not bool(index.contains(users[:, None], out_hard).any())
-    assert not bool(index.contains(users[:, None], out_uniform).any())
-    assert not bool(index.contains(users[:, None], out_soft).any())
+    for out in (out_hard, out_uniform, out_soft, out_dns, out_ahns.items):
+        assert not bool(index.contains(users[:, None], out).any())
 
 
 def test_large_batches_are_scored_in_bounded_chunks_with_the_same_result() -> None:

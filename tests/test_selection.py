@@ -1,14 +1,25 @@
-"""Slot selection: the argmax/argmin rounds and topk give exactly what a stable sort gives."""
+"""Slot selection: the argmax/argmin rounds and topk give exactly what a stable sort gives.
+
+And AHNS's target: the same numbers for one row as for a batch, close to ``pow``.
+"""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from negsample.samplers._selection import _highest_slots, _smallest_free_slots, _unique_score_keys
+from negsample.samplers._selection import (
+    _ahns_target,
+    _highest_slots,
+    _lowest_slots,
+    _smallest_free_slots,
+    _smallest_slots,
+    _unique_score_keys,
+)
 
 TIE_VALUES = [-math.inf, -1.5, -0.0, 0.0, 0.5, 1.0, math.inf, math.nan, -math.nan]
 """Few distinct values, so ties are frequent; -0.0 == 0.0, and NaN of either sign."""
@@ -125,3 +136,69 @@ def test_smallest_free_slots_breaks_ties_towards_the_lower_slot_and_skips_taken_
 def test_smallest_free_slots_of_zero_slots_is_an_empty_table() -> None:
     picked = _smallest_free_slots(torch.tensor([[3, 1, 2]]), torch.tensor([[0]]), 0)
     assert picked.shape == (1, 0) and picked.dtype == torch.int64
+
+
+# ---------------------------------------------------------------------- DNS(M, N) and AHNS
+
+
+@settings(max_examples=100)
+@given(data=st.data(), batch=st.integers(1, 5), width=st.integers(1, 12))
+def test_smallest_slots_is_the_stable_ascending_sort(
+    data: st.DataObject, batch: int, width: int
+) -> None:
+    keys = data.draw(slot_key_tables(batch, width), label="keys")
+    expected = torch.sort(keys, dim=1, stable=True).indices
+    for k in range(width + 1):
+        assert torch.equal(_smallest_slots(keys.clone(), k), expected[:, :k]), (keys, k)
+
+
+@settings(max_examples=100)
+@given(scores=score_tables())
+def test_lowest_slots_put_nan_last_and_ties_to_the_lower_slot(scores: torch.Tensor) -> None:
+    distances = scores.double().abs()  # AHNS's keys: >= 0, +inf, NaN
+    for k in range(scores.shape[1] + 1):
+        picked = _lowest_slots(distances, k).tolist()
+        for row, slots in zip(distances.tolist(), picked, strict=True):
+            order = sorted(
+                range(len(row)),
+                key=lambda s: (math.isnan(row[s]), 0.0 if math.isnan(row[s]) else row[s], s),
+            )
+            assert slots == order[:k], (row, k)
+
+
+def test_ahns_target_matches_the_formula() -> None:
+    def formula(score: float, alpha: float, beta: float, p: int) -> float:
+        base = score + alpha
+        if base == 0 and p + 1 < 0:
+            return math.inf  # Python's ** raises here; pow gives an infinity
+        return beta * base ** (p + 1)
+
+    scores = torch.tensor([1.5, 0.0, -0.5, 2.0, -1.0])
+    for alpha, beta, p in [
+        (1.0, 0.1, -2),
+        (0.5, 2.0, 0),
+        (0.0, 0.25, 1),
+        (1.0, 1.0, -4),
+        (2, 3, 4),
+    ]:
+        expected = [formula(s, alpha, beta, p) for s in scores.tolist()]
+        got = _ahns_target(scores, alpha, beta, p)
+        assert got.dtype == torch.float64
+        assert got.tolist() == pytest.approx(expected, rel=1e-15), (alpha, beta, p)
+
+
+@settings(max_examples=100)
+@given(
+    values=st.lists(st.floats(width=32), min_size=1, max_size=40),
+    alpha=st.floats(-3, 3),
+    beta=st.floats(-3, 3),
+    p=st.integers(-7, 6),
+)
+def test_ahns_target_of_one_row_is_bitwise_that_of_the_batch(
+    values: list[float], alpha: float, beta: float, p: int
+) -> None:
+    # The reference computes each row's target alone, the vectorized path the batch's.
+    scores = torch.tensor(values, dtype=torch.float32)
+    batch = _ahns_target(scores, alpha, beta, p)
+    rows = torch.cat([_ahns_target(scores[i : i + 1], alpha, beta, p) for i in range(len(values))])
+    assert torch.equal(batch.view(torch.int64), rows.view(torch.int64))

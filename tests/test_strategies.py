@@ -287,15 +287,58 @@ def test_an_index_without_interactions() -> None:
             "temperature must be a finite",
         ),
         ({"selection": "softmax", "temperature": "hot"}, TypeError, "temperature must be a float"),
+        (
+            {"selection": "ahns", "temperature": 0.5},
+            ValueError,
+            r"temperature=0.5 only applies to selection='softmax', not selection='ahns'",
+        ),
+        ({"top_n": 2}, ValueError, r"top_n=2 only applies to selection='dns_mn'"),
+        ({"selection": "dns_mn"}, ValueError, "selection='dns_mn' needs top_n, the N of DNS"),
+        (
+            {"selection": "dns_mn", "top_n": 4},
+            ValueError,
+            r"top_n must be between max\(1, num_hard\)=1 and num_candidates=3, got 4",
+        ),
+        ({"selection": "dns_mn", "top_n": 0}, ValueError, r"top_n must be between .* got 0"),
+        ({"selection": "dns_mn", "top_n": 2.0}, TypeError, "top_n must be an int, got 2.0"),
+        ({"selection": "dns_mn", "top_n": True}, TypeError, "top_n must be an int, got True"),
+        (
+            {"selection": "softmax", "ahns_alpha": 1.0},
+            ValueError,
+            r"ahns_alpha=1.0 only applies to selection='ahns', not selection='softmax'",
+        ),
+        ({"ahns_beta": 0.2}, ValueError, r"ahns_beta=0.2 only applies to selection='ahns'"),
+        ({"ahns_p": -1}, ValueError, r"ahns_p=-1 only applies to selection='ahns'"),
+        (
+            {"selection": "ahns", "ahns_alpha": math.nan},
+            ValueError,
+            "ahns_alpha must be a finite float, got nan",
+        ),
+        (
+            {"selection": "ahns", "ahns_beta": math.inf},
+            ValueError,
+            "ahns_beta must be a finite float, got inf",
+        ),
+        ({"selection": "ahns", "ahns_beta": "0.1"}, TypeError, "ahns_beta must be a finite float"),
+        ({"selection": "ahns", "ahns_p": -1.5}, TypeError, "ahns_p must be an int, got -1.5"),
+        ({"selection": "ahns", "ahns_p": False}, TypeError, "ahns_p must be an int, got False"),
     ],
 )
 def test_strategy_arguments_are_checked(kwargs: dict[str, Any], error: type, match: str) -> None:
     index = PositiveIndex.from_dict({0: [1]}, num_items=4)
     with pytest.raises(error, match=match):
         HardNegativeSampler(index, 3, 1, 1, **kwargs)
-    if "selection" not in kwargs and "temperature" not in kwargs:
+    if set(kwargs) <= {"candidates", "alpha"}:
         with pytest.raises(error, match=match):
             UniformSampler(index, 1, **kwargs)
+
+
+def test_top_n_may_not_be_below_num_hard() -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    with pytest.raises(
+        ValueError, match=r"between max\(1, num_hard\)=2 and num_candidates=5, got 1"
+    ):
+        HardNegativeSampler(index, 5, 2, 1, selection="dns_mn", top_n=1)
 
 
 def test_hard_negatives_checks_its_strategy_inputs() -> None:
@@ -329,6 +372,14 @@ def test_make_candidates_and_reprs() -> None:
     assert repr(sampler) == (
         "HardNegativeSampler(num_candidates=4, num_hard=1, num_random=1, candidates='popularity', "
         "alpha=1.0, selection='softmax', temperature=1.0, backend='vectorized', validate=True)"
+    )
+    assert repr(HardNegativeSampler(index, 4, 1, 1, selection="dns_mn", top_n=3)) == (
+        "HardNegativeSampler(num_candidates=4, num_hard=1, num_random=1, selection='dns_mn', "
+        "top_n=3, backend='vectorized', validate=True)"
+    )
+    assert repr(HardNegativeSampler(index, 4, 1, 0, selection="ahns", ahns_p=0)) == (
+        "HardNegativeSampler(num_candidates=4, num_hard=1, num_random=0, selection='ahns', "
+        "ahns_alpha=1.0, ahns_beta=0.1, ahns_p=0, backend='vectorized', validate=True)"
     )
     assert repr(UniformSampler(index, 2, candidates="popularity")) == (
         "UniformSampler(num_negatives=2, candidates='popularity', alpha=0.75, "
@@ -395,6 +446,201 @@ def test_a_resumed_softmax_popularity_sampler_draws_the_same_negatives() -> None
     resumed = make()
     resumed.load_state_dict(state)
     assert torch.equal(resumed.sample(users, scorer), expected)
+
+
+# ---------------------------------------------------------------------- DNS(M, N) and AHNS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dns_mn_draws_from_the_top_n_only_and_keeps_rank_order(backend: str) -> None:
+    index = PositiveIndex.from_dict({}, num_users=1, num_items=6)
+    # No positives: the bits are the items. Slots hold items 5, 1, 3, 0, 2, 4 and the
+    # scorer prefers high ids, so the ranking is slot 0 (5), 5 (4), 2 (3), 4 (2), 1, 3.
+    bits = torch.tensor([[5, 1, 3, 0, 2, 4]] * 2)
+    # Row 0: of the top 4 slots {0, 5, 2, 4}, keys 9, 2, 7, 3: the two smallest are slots 5
+    # and 4, returned in rank order (items 4, 2); slots 1 and 3 have smaller keys still
+    # but are not in the top 4. Row 1: all keys tie, so the better ranks win (items 5, 4).
+    keys = torch.tensor([[9, 0, 7, 1, 3, 2], [5, 5, 5, 5, 5, 5]])
+    # Random part, one of the four free slots: row 0 {0, 1, 2, 3} smallest key at slot 2
+    # (item 3); row 1 {1, 2, 3, 4}, all keys 0, the lowest slot 1 (item 1).
+    slot_keys = torch.tensor([[3, 8, 1, 5, 0, 0], [0, 0, 0, 0, 0, 0]])
+    out = hard_negatives(
+        index,
+        torch.tensor([0, 0]),
+        lambda u, i: i.float(),
+        HardDraws(bits, slot_keys, keys),
+        num_hard=2,
+        num_random=1,
+        selection="dns_mn",
+        top_n=4,
+        backend=backend,  # type: ignore[arg-type]
+    )
+    assert out.tolist() == [[4, 2, 3], [5, 4, 1]]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("num_hard", "num_random"), [(1, 2), (3, 1), (2, 0)])
+def test_dns_mn_with_top_n_equal_to_num_hard_is_the_top_k(
+    backend: str, num_hard: int, num_random: int
+) -> None:
+    # Every one of the top num_hard is drawn, kept in rank order; the candidates and slot
+    # keys are drawn before the DNS keys, so a seed gives the top-k sampler's negatives.
+    index = PositiveIndex.from_pairs([0, 1, 1, 2], [3, 4, 0, 9], num_items=60)
+    users = torch.tensor([0, 1, 2, 2, 1, 0, 0, 1])
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return torch.sin(u * 7.0 + i)
+
+    kwargs: dict[str, Any] = {"backend": backend, "generator": 5}
+    top = HardNegativeSampler(index, 8, num_hard, num_random, **kwargs)
+    dns = HardNegativeSampler(
+        index, 8, num_hard, num_random, selection="dns_mn", top_n=num_hard, **kwargs
+    )
+    # One call: after it the streams part (DNS drew a third block of bits).
+    assert torch.equal(dns.sample(users, scorer), top.sample(users, scorer))
+
+
+def test_dns_mn_with_a_larger_top_n_is_not_the_top_k() -> None:
+    index = PositiveIndex.from_dict({0: [3]}, num_items=200)
+    users = torch.zeros(512, dtype=torch.int64)
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return i.float()
+
+    top = HardNegativeSampler(index, 12, 1, 0, generator=9).sample(users, scorer)
+    dns = HardNegativeSampler(index, 12, 1, 0, selection="dns_mn", top_n=4, generator=9)
+    # The best candidate is picked a quarter of the time (a binomial(512, 1/4): mean 128, sd 10).
+    agree = (dns.sample(users, scorer) == top).float().mean()
+    assert 0.15 < float(agree) < 0.35
+
+
+# Candidates: items 0..5 (slot j holds item j); item 6 is the users' positive, scoring
+# 1.5 for user 0 and 0.0 for user 1. All values are exact in float32.
+AHNS_SCORES = torch.tensor(
+    [
+        [-1.0, 0.25, 0.375, 1.0, 3.0, 0.625, 1.5],
+        [-1.0, 0.25, 0.375, 1.0, 3.0, 0.625, 0.0],
+    ]
+)
+AHNS_CASES = {
+    # target beta * (s_pos + alpha) ** (p + 1), the hard part the three closest, ties to the
+    # lower slot. (alpha, beta, p): expected rows, worked out by hand.
+    # p = -2: 1 / (1.5 + 0.5) = 0.5 -> distances 1.5, .25, .125, .5, 2.5, .125: slots 2, 5, 1;
+    #         1 / (0 + 0.5) = 2 -> distances 3, 1.75, 1.625, 1, 1, 1.375: slots 3, 4, 5.
+    "inverse": ((0.5, 1.0, -2), [[2, 5, 1], [3, 4, 5]]),
+    # the authors' defaults: 0.1 / 2.5 = 0.04 -> distances 1.04, .21, .335, .96, 2.96, .585;
+    #                        0.1 / 1.0 = 0.1 -> distances 1.1, .15, .275, .9, 2.9, .525.
+    "defaults": ((1.0, 0.1, -2), [[1, 2, 5], [1, 2, 5]]),
+    # p = 1: 0.25 * 1.5 ** 2 = 0.5625 -> distances 1.5625, .3125, .1875, .4375, 2.4375, .0625;
+    #        0.25 * 0 ** 2 = 0 -> distances 1, .25, .375, 1, 3, .625.
+    "square": ((0.0, 0.25, 1), [[5, 2, 1], [1, 2, 5]]),
+    # p = 0: 1.5 * (1.5 + 0.5) = 3 -> distances 4, 2.75, 2.625, 2, 0, 2.375;
+    #        1.5 * (0 + 0.5) = 0.75 -> distances 1.75, .5, .375, .25, 2.25, .125.
+    "linear": ((0.5, 1.5, 0), [[4, 3, 5], [5, 3, 2]]),
+    # p = -2 and s_pos + alpha = 0 for user 1: an infinite target, every distance infinite,
+    # so the lowest slots (uniform draws); user 0: 1 / 1.5 -> distances 1.67, .42, .29, .33,
+    # 2.33, .04: slots 5, 2, 3.
+    "infinite": ((0.0, 1.0, -2), [[5, 2, 3], [0, 1, 2]]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(AHNS_CASES))
+def test_ahns_takes_the_candidates_closest_to_the_positives_target(backend: str, case: str) -> None:
+    (alpha, beta, p), expected = AHNS_CASES[case]
+    index = PositiveIndex.from_dict({0: [6], 1: [6]}, num_items=7)
+    bits = torch.arange(6).expand(2, 6)  # bits % 7 = j, not a positive: slot j holds item j
+    out = hard_negatives(
+        index,
+        torch.tensor([0, 1]),
+        table_scorer(AHNS_SCORES),
+        HardDraws(bits, torch.zeros(2, 6, dtype=torch.int64)),
+        num_hard=3,
+        num_random=0,
+        selection="ahns",
+        positives=torch.tensor([6, 6]),
+        ahns_alpha=alpha,
+        ahns_beta=beta,
+        ahns_p=p,
+        backend=backend,  # type: ignore[arg-type]
+    )
+    assert out.tolist() == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ahns_scores_the_positives_without_grad_with_the_same_scorer(backend: str) -> None:
+    index = PositiveIndex.from_dict({0: [1, 2], 1: [0]}, num_items=8)
+    weights = torch.randn(8, requires_grad=True)
+    calls: list[tuple[bool, list[int], list[int]]] = []
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        calls.append((torch.is_grad_enabled(), u.flatten().tolist(), i.flatten().tolist()))
+        return weights[i] + u
+
+    sampler = HardNegativeSampler(index, 4, 1, 1, selection="ahns", backend=backend, generator=0)  # type: ignore[arg-type]
+    users = torch.tensor([0, 1, 0])
+    info = sampler.sample(users, scorer, positives=[2, 0, 1], return_info=True)
+    assert info.items.shape == (3, 2) and info.items.grad_fn is None
+    assert calls and not any(grad for grad, _, _ in calls)
+    # the positives were scored with their users: the calls of at most 3 items (one call,
+    # or one per row), as the candidates come 4 a row
+    pairs = [pair for _, u, i in calls if len(i) <= 3 for pair in zip(u, i, strict=True)]
+    assert pairs == [(0, 2), (1, 0), (0, 1)]
+
+
+def test_positives_are_required_by_ahns_and_refused_by_the_other_selections() -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4, num_users=2)
+    users = torch.tensor([0, 1])
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return i.float()
+
+    ahns = HardNegativeSampler(index, 3, 1, 1, selection="ahns", generator=0)
+    with pytest.raises(ValueError, match=r"selection='ahns' needs each row's positive item"):
+        ahns.sample(users, scorer)
+    for kwargs in ({}, {"selection": "softmax"}, {"selection": "dns_mn", "top_n": 2}):
+        other = HardNegativeSampler(index, 3, 1, 1, generator=0, **kwargs)
+        with pytest.raises(ValueError, match=r"positives only apply to selection='ahns', not"):
+            other.sample(users, scorer, positives=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"one item id per user, shape \(2,\), got shape \(3,\)"):
+        ahns.sample(users, scorer, positives=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"positives must be item ids in \[0, 4\), got 4"):
+        ahns.sample(users, scorer, positives=[1, 4])
+    with pytest.raises(TypeError, match="positives must hold integer ids"):
+        ahns.sample(users, scorer, positives=torch.tensor([1.0, 2.0]))
+    assert ahns.sample(users, scorer, positives=np.array([1, 3], dtype=np.int32)).shape == (2, 2)
+
+
+def test_hard_negatives_checks_the_inputs_of_the_new_selections() -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    users = torch.tensor([0])
+    draws = HardDraws(torch.tensor([[0, 2, 3]]), torch.tensor([[5, 3, 4]]))
+    kwargs: dict[str, Any] = {"num_hard": 1, "num_random": 0}
+
+    def scorer(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return i.float()
+
+    with pytest.raises(ValueError, match=r"selection='dns_mn' needs draws\.selection_bits"):
+        hard_negatives(index, users, scorer, draws, selection="dns_mn", top_n=2, **kwargs)
+    with pytest.raises(ValueError, match="needs top_n"):
+        hard_negatives(index, users, scorer, draws, selection="dns_mn", **kwargs)
+    with pytest.raises(ValueError, match="selection='ahns' needs positives"):
+        hard_negatives(index, users, scorer, draws, selection="ahns", **kwargs)
+    with pytest.raises(ValueError, match="positives only apply to selection='ahns'"):
+        hard_negatives(index, users, scorer, draws, positives=torch.tensor([2]), **kwargs)
+    with pytest.raises(ValueError, match=r"got shape \(2,\)"):
+        hard_negatives(
+            index, users, scorer, draws, selection="ahns", positives=torch.tensor([2, 3]), **kwargs
+        )
+    with pytest.raises(ValueError, match=r"temperature=1\.0 only applies to selection='softmax'"):
+        hard_negatives(index, users, scorer, draws, selection="topk", temperature=1.0, **kwargs)
+
+
+def test_dns_mn_draws_carry_selection_bits_and_ahns_draws_do_not() -> None:
+    index = PositiveIndex.from_dict({0: [1]}, num_items=4)
+    draws = HardNegativeSampler(index, 3, 1, 1, selection="dns_mn", top_n=2, generator=0).draw(2)
+    assert draws.selection_bits is not None and draws.selection_bits.shape == (2, 3)
+    assert HardNegativeSampler(index, 3, 1, 1, selection="ahns").draw(2).selection_bits is None
 
 
 # ---------------------------------------------------------------------- return_info

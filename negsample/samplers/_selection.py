@@ -3,9 +3,13 @@
 :func:`_highest_slots` takes the hard part (the highest keys, ties to the lower
 slot), :func:`_smallest_free_slots` the random part (the smallest slot keys
 among the slots the hard part left), each what a stable sort gives, in less
-time; :func:`_gumbel` turns random bits into the noise of
-``selection="softmax"``. ``tests/test_selection.py`` checks them against
-torch's stable sort.
+time; :func:`_smallest_slots` orders random keys (the draw among the top ``N``
+of ``selection="dns_mn"``) and :func:`_lowest_slots` distances (the closest
+candidates of ``selection="ahns"``). :func:`_gumbel` turns random bits into
+the noise of ``selection="softmax"``, :func:`_ahns_target` positive scores into
+the targets of ``selection="ahns"``; the per-row reference calls these two as
+well, so that both paths compute the same numbers. ``tests/test_selection.py``
+checks the kernels against torch's stable sort.
 
 Their one caller is the vectorized path in ``_hard``, beside the per-row
 reference that states the same order in plain Python (``_best_first``).
@@ -25,6 +29,31 @@ def _gumbel(bits: torch.Tensor) -> torch.Tensor:
     """Standard Gumbel noise (``float64``) from draws in ``[0, 2**62)``: ``-log(-log(u))``."""
     unit = ((bits >> 10).to(torch.float64) + 0.5) * 2.0**-52  # in (0, 1), never 0 or 1
     return -torch.log(-torch.log(unit))
+
+
+def _ahns_target(positive_scores: torch.Tensor, alpha: float, beta: float, p: int) -> torch.Tensor:
+    """AHNS's target score ``beta * (positive_score + alpha) ** (p + 1)`` in ``float64``.
+
+    The integer power is taken by repeated squaring, from multiplications and
+    (for ``p + 1 < 0``) one division, each correctly rounded on every device
+    and for any number of elements: the per-row reference, which calls this on
+    one row, gets the numbers the batch gets (``torch.pow`` may take another
+    code path for one element than for many, and differ in the last bit).
+    ``(s + alpha) == 0`` with ``p + 1 < 0`` gives an infinite target, as ``pow`` does.
+    """
+    base = positive_scores.to(torch.float64) + alpha
+    exponent = p + 1
+    power = torch.ones_like(base)
+    factor, left = base, abs(exponent)
+    while left:
+        if left & 1:
+            power = power * factor
+        left >>= 1
+        if left:
+            factor = factor * factor
+    if exponent < 0:
+        power = 1.0 / power
+    return beta * power
 
 
 _PACKABLE_SCORES = (torch.float32, torch.float16, torch.bfloat16)
@@ -90,7 +119,26 @@ def _smallest_free_slots(slot_keys: torch.Tensor, taken: torch.Tensor, k: int) -
     """
     if k == 0:
         return torch.empty((slot_keys.shape[0], 0), dtype=torch.int64, device=slot_keys.device)
-    keys = slot_keys.scatter(1, taken, _TAKEN)
+    return _smallest_slots(slot_keys.scatter(1, taken, _TAKEN), k)
+
+
+def _smallest_slots(keys: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` slots with the smallest ``int64`` keys, smallest first, ties to the lower slot.
+
+    What a stable ascending sort gives; ``keys`` (below ``_TAKEN``, except for
+    slots that must come last) is written into, so pass a tensor of your own.
+    """
+    if k == 0:
+        return torch.empty((keys.shape[0], 0), dtype=torch.int64, device=keys.device)
     if k > _ARGMIN_ROUNDS_MAX:
         return torch.sort(keys, dim=1, stable=True).indices[:, :k]
     return _rounds(keys, k, torch.argmin, _TAKEN)
+
+
+def _lowest_slots(keys: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` slots with the lowest float keys, lowest first, ties to the lower slot.
+
+    A stable ascending sort: NaN ranks after ``+inf`` (``argmin`` would take a
+    NaN first, hence no rounds here).
+    """
+    return torch.sort(keys, dim=1, stable=True).indices[:, :k]
