@@ -20,7 +20,13 @@ Example:
 from negsample import data, functional, metrics
 from negsample.errors import EmptyComplementError
 from negsample.index import NO_NEGATIVE, PositiveIndex
-from negsample.losses import BCELoss, BPRLoss, SampledSoftmaxLoss
+from negsample.losses import (
+    BCELoss,
+    BPRLoss,
+    PairwiseSoftmaxLoss,
+    SampledSoftmaxLoss,
+    SoftmaxAtKLoss,
+)
 from negsample.models import MFModel
 from negsample.samplers import (
     CandidateSampler,
@@ -28,6 +34,7 @@ from negsample.samplers import (
     SharedNegativeSampler,
     UniformSampler,
 )
+from negsample.thresholds import estimate_topk_thresholds
 
 __version__ = "0.1.0"
 
@@ -39,12 +46,15 @@ __all__ = [
     "EmptyComplementError",
     "HardNegativeSampler",
     "MFModel",
+    "PairwiseSoftmaxLoss",
     "PositiveIndex",
     "SampledSoftmaxLoss",
     "SharedNegativeSampler",
+    "SoftmaxAtKLoss",
     "UniformSampler",
     "__version__",
     "data",
+    "estimate_topk_thresholds",
     "functional",
     "metrics",
 ]

@@ -1,4 +1,4 @@
-"""Ranking losses as plain functions (pairwise, pointwise, sampled softmax): the maths lives here.
+"""Ranking losses as plain functions (pairwise, pointwise, softmax family): the maths lives here.
 
 :mod:`negsample.losses` wraps each function in a thin ``nn.Module``; both take
 the scores of a batch's positives, shape ``(B,)`` or ``(B, 1)``, and of its
@@ -25,11 +25,15 @@ import torch.nn.functional as F
 from negsample._checks import _short
 
 __all__ = [
+    "Activation",
     "Reduction",
     "bce_loss",
     "bpr_loss",
+    "pairwise_softmax_loss",
     "sampled_softmax_loss",
     "sampled_softmax_loss_from_vectors",
+    "softmax_at_k_loss",
+    "softmax_at_k_loss_from_vectors",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -404,6 +408,27 @@ def sampled_softmax_loss(
         tensor([-2.2508,  7.3200])
     """
     reduction = _check_reduction(reduction)
+    terms, _, out_dtype = _softmax_terms(
+        pos_scores, neg_scores, temperature, log_q, mask, neg_weight, include_positive
+    )
+    return _reduce(terms, reduction).to(out_dtype)
+
+
+def _softmax_terms(
+    pos_scores: Any,
+    neg_scores: Any,
+    temperature: Any,
+    log_q: Any,
+    mask: Any,
+    neg_weight: Any,
+    include_positive: Any,
+) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """:func:`sampled_softmax_loss`'s checks and ``(B,)`` per-row terms.
+
+    Returns:
+        The terms and the positives' scores ``(B,)``, both in the dtype the maths
+        runs in, and the dtype of the result.
+    """
     t = _check_temperature(temperature)
     weight = _check_softmax_neg_weight(neg_weight)
     include = _check_include_positive(include_positive)
@@ -414,7 +439,7 @@ def sampled_softmax_loss(
     terms: torch.Tensor = _SampledSoftmax.apply(  # type: ignore[no-untyped-call]
         pos[:, 0], neg, t, weight, include, offsets, drop
     )
-    return _reduce(terms, reduction).to(out_dtype)
+    return terms, pos[:, 0], out_dtype
 
 
 def sampled_softmax_loss_from_vectors(
@@ -488,6 +513,36 @@ def sampled_softmax_loss_from_vectors(
         True
     """
     reduction = _check_reduction(reduction)
+    terms, _, out_dtype = _softmax_terms_from_vectors(
+        pos_scores,
+        user_vectors,
+        item_vectors,
+        row_vectors,
+        temperature,
+        log_q,
+        mask,
+        neg_weight,
+        include_positive,
+    )
+    return _reduce(terms, reduction).to(out_dtype)
+
+
+def _softmax_terms_from_vectors(
+    pos_scores: Any,
+    user_vectors: Any,
+    item_vectors: Any,
+    row_vectors: Any,
+    temperature: Any,
+    log_q: Any,
+    mask: Any,
+    neg_weight: Any,
+    include_positive: Any,
+) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """:func:`sampled_softmax_loss_from_vectors`'s checks and ``(B,)`` per-row terms.
+
+    Returns:
+        As :func:`_softmax_terms`.
+    """
     t = _check_temperature(temperature)
     weight = _check_softmax_neg_weight(neg_weight)
     include = _check_include_positive(include_positive)
@@ -542,8 +597,9 @@ def sampled_softmax_loss_from_vectors(
     work = torch.promote_types(out_dtype, torch.float32)
     shape = torch.Size((batch, shared + per_row))
     offsets, drop = _check_offsets_and_mask(log_q, mask, shape, work, device)
+    pos = pos_scores.reshape(batch).to(work)
     terms: torch.Tensor = _SampledSoftmaxFromVectors.apply(  # type: ignore[no-untyped-call]
-        pos_scores.reshape(batch).to(work),
+        pos,
         user_vectors.to(work),
         None if item_vectors is None else item_vectors.to(work),
         None if row_vectors is None else row_vectors.to(work),
@@ -553,6 +609,399 @@ def sampled_softmax_loss_from_vectors(
         offsets,
         drop,
     )
+    return terms, pos, out_dtype
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool, else a ``TypeError`` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {_short(value)} ({type(value).__name__})")
+    return bool(value)
+
+
+def _check_thresholds(
+    thresholds: Any, batch: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor | float:
+    """``thresholds`` as a float or a ``(B,)`` tensor in ``dtype`` (shapes, dtype, device only)."""
+    if isinstance(thresholds, torch.Tensor):
+        if not thresholds.is_floating_point():
+            raise TypeError(
+                f"thresholds must be a float or a floating-point tensor, got dtype {thresholds.dtype}"
+            )
+        if thresholds.device != device:
+            raise ValueError(
+                f"thresholds must be on the scores' device {device}, got {thresholds.device}"
+            )
+        if thresholds.shape not in ((), (batch,), (batch, 1)):
+            raise ValueError(
+                f"thresholds must have shape (B,) or (B, 1) with B={batch}, or be a float, "
+                f"got shape {tuple(thresholds.shape)}"
+            )
+        return thresholds.reshape(-1).to(dtype) if thresholds.ndim else thresholds.to(dtype)
+    if isinstance(thresholds, (bool, np.bool_)) or not isinstance(thresholds, numbers.Real):
+        raise TypeError(
+            f"thresholds must be a float or a floating-point tensor, got {_short(thresholds)} "
+            f"({type(thresholds).__name__})"
+        )
+    return float(thresholds)
+
+
+def _topk_weighted(
+    terms: torch.Tensor,
+    pos: torch.Tensor,
+    thresholds: Any,
+    weight_temperature: Any,
+    detach_weight: bool,
+) -> torch.Tensor:
+    """Each row's term times ``sigmoid((s+ - beta) / tau_w)``, the weight detached or not."""
+    beta = _check_thresholds(thresholds, pos.shape[0], pos.dtype, pos.device)
+    weight = torch.sigmoid((pos - beta) / weight_temperature)
+    return terms * (weight.detach() if detach_weight else weight)
+
+
+def softmax_at_k_loss(
+    pos_scores: torch.Tensor,
+    neg_scores: torch.Tensor,
+    thresholds: torch.Tensor | float,
+    *,
+    weight_temperature: float = 1.0,
+    detach_weight: bool = True,
+    temperature: float = 1.0,
+    log_q: torch.Tensor | float | None = None,
+    mask: torch.Tensor | None = None,
+    neg_weight: float = 1.0,
+    include_positive: bool = True,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""SL\@K: each row's sampled softmax loss weighted by how high its positive is against the top K.
+
+    Per row, with :math:`\ell_\text{SL}` the row's :func:`sampled_softmax_loss`
+    (the same ``temperature``, ``log_q``, ``mask``, ``neg_weight`` and
+    ``include_positive``), :math:`\beta` the row's threshold (the score of its
+    user's ``K``-th best item, see :func:`negsample.estimate_topk_thresholds`)
+    and :math:`\tau_w` the weight's temperature:
+
+    .. math::
+
+        \ell = \sigma\Big(\frac{s^+ - \beta}{\tau_w}\Big)\, \ell_\text{SL},
+
+    :math:`\sigma` the sigmoid. A positive scored above its user's top-``K``
+    threshold weighs more than one below it, so the loss spends its gradient
+    on the positives that can count in NDCG\@K. The weight reads the raw
+    scores (not divided by ``temperature``). A threshold of :math:`-\infty`
+    gives weight 1, i.e. exactly :func:`sampled_softmax_loss` (a warm-up
+    before a first estimate); :math:`+\infty` gives weight 0.
+
+    This is the loss of Yang et al., "Breaking the Top-K Barrier: Advancing
+    Top-K Ranking Metrics Optimization in Recommender Systems" (KDD 2025), as
+    their code (repository ``Tiny-Snow/IR-Benchmark``,
+    ``src/itemrec/optimizer/optim_SLatK.py``) computes it with
+    ``include_positive=False``, ``log_q=None`` and ``detach_weight=False``.
+
+    **The gradient through the weight.** With ``detach_weight=False`` (the
+    authors' code, and the gradient their paper analyses) the positive's score
+    also gets :math:`\ell_\text{SL}\, w (1 - w) / \tau_w` through the weight
+    :math:`w`: wherever the softmax term is positive this pushes :math:`s^+`
+    *down*, lowering the loss by shrinking the weight instead of ranking the
+    positive higher, by an amount that grows with the softmax term (many
+    negatives, a small temperature, ``neg_weight > 1``). In a short trial at
+    the loss scale of the ``negsample train`` softmax recipe, training
+    collapsed with it and did not without it. The default, ``detach_weight=True``, treats the
+    weight as a constant per step: it only chooses how much each row counts.
+
+    Args:
+        pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+        neg_scores: Scores of the negatives, shape ``(B, K)``.
+        thresholds: :math:`\beta` per row: a float (one for every row) or a
+            floating tensor of shape ``(B,)`` or ``(B, 1)`` on the scores'
+            device, e.g. ``thresholds[users]`` for the ``(num_users,)``
+            estimate; ``-inf`` allowed.
+        weight_temperature: :math:`\tau_w`, a finite float ``> 0`` (the
+            authors' ``tau_beta``).
+        detach_weight: Treat the weight as a constant (no gradient through it);
+            ``False`` is the authors' code.
+        temperature: As in :func:`sampled_softmax_loss`.
+        log_q: As there.
+        mask: As there; a row whose negatives are all masked has loss 0 and
+            zero gradients, whatever its weight.
+        neg_weight: As there.
+        include_positive: As there (``False`` in the authors' code).
+        reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"``
+            (the ``(B,)`` weighted per-row losses).
+
+    Returns:
+        A scalar, or a ``(B,)`` tensor for ``reduction="none"``, in the
+        promoted dtype of the two score tensors.
+
+    Raises:
+        TypeError: As :func:`sampled_softmax_loss`, or if ``thresholds`` is not a
+            float or a floating tensor, ``weight_temperature`` is not a real
+            number or ``detach_weight`` is not a bool.
+        ValueError: As :func:`sampled_softmax_loss`, or for a non-positive or
+            non-finite ``weight_temperature``, or ``thresholds`` of another shape
+            or device.
+
+    Example:
+        >>> pos = torch.tensor([2.0, 0.0])
+        >>> neg = torch.tensor([[0.0, 1.0], [3.0, 3.0]])
+        >>> sampled_softmax_loss(pos, neg, reduction="none")
+        tensor([0.4076, 3.7177])
+        >>> softmax_at_k_loss(pos, neg, torch.tensor([1.0, 1.0]), reduction="none")
+        tensor([0.2980, 0.9999])
+        >>> softmax_at_k_loss(pos, neg, -math.inf, reduction="none")  # weight 1
+        tensor([0.4076, 3.7177])
+    """
+    reduction = _check_reduction(reduction)
+    tau_w = _check_positive_float("weight_temperature", weight_temperature)
+    detach = _check_bool("detach_weight", detach_weight)
+    terms, pos, out_dtype = _softmax_terms(
+        pos_scores, neg_scores, temperature, log_q, mask, neg_weight, include_positive
+    )
+    weighted = _topk_weighted(terms, pos, thresholds, tau_w, detach)
+    return _reduce(weighted, reduction).to(out_dtype)
+
+
+def softmax_at_k_loss_from_vectors(
+    pos_scores: torch.Tensor,
+    user_vectors: torch.Tensor,
+    item_vectors: torch.Tensor | None = None,
+    row_vectors: torch.Tensor | None = None,
+    *,
+    thresholds: torch.Tensor | float,
+    weight_temperature: float = 1.0,
+    detach_weight: bool = True,
+    temperature: float = 1.0,
+    log_q: torch.Tensor | float | None = None,
+    mask: torch.Tensor | None = None,
+    neg_weight: float = 1.0,
+    include_positive: bool = True,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r""":func:`softmax_at_k_loss` of negatives scored by inner products, computed fused.
+
+    The softmax term is :func:`sampled_softmax_loss_from_vectors` (the shared
+    ``item_vectors`` first, then each row's ``row_vectors``; no ``(B, K + n)``
+    score matrix), then weighted as in :func:`softmax_at_k_loss`: the same
+    value and gradients as that function over the concatenated scores, up to
+    rounding.
+
+    Args:
+        pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+        user_vectors: ``(B, d)``, one per row.
+        item_vectors: ``(K, d)`` shared by every row, or ``None``.
+        row_vectors: ``(B, n, d)``, each row's own, or ``None``.
+        thresholds: As in :func:`softmax_at_k_loss` (keyword-only here).
+        weight_temperature: As there.
+        detach_weight: As there.
+        temperature: As there.
+        log_q: As in :func:`sampled_softmax_loss_from_vectors`, over ``K + n`` columns.
+        mask: As there.
+        neg_weight: As there.
+        include_positive: As there.
+        reduction: As there.
+
+    Returns:
+        A scalar, or ``(B,)`` for ``reduction="none"``, in the promoted dtype of
+        the scores and vectors.
+
+    Raises:
+        TypeError: As :func:`sampled_softmax_loss_from_vectors` and
+            :func:`softmax_at_k_loss`.
+        ValueError: As :func:`sampled_softmax_loss_from_vectors` and
+            :func:`softmax_at_k_loss`.
+
+    Example:
+        >>> users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> items = torch.tensor([[1.0, 1.0], [0.0, -1.0], [2.0, 0.0]])
+        >>> pos, beta = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.5])
+        >>> fused = softmax_at_k_loss_from_vectors(pos, users, items, thresholds=beta)
+        >>> torch.allclose(fused, softmax_at_k_loss(pos, users @ items.T, beta))
+        True
+    """
+    reduction = _check_reduction(reduction)
+    tau_w = _check_positive_float("weight_temperature", weight_temperature)
+    detach = _check_bool("detach_weight", detach_weight)
+    terms, pos, out_dtype = _softmax_terms_from_vectors(
+        pos_scores,
+        user_vectors,
+        item_vectors,
+        row_vectors,
+        temperature,
+        log_q,
+        mask,
+        neg_weight,
+        include_positive,
+    )
+    weighted = _topk_weighted(terms, pos, thresholds, tau_w, detach)
+    return _reduce(weighted, reduction).to(out_dtype)
+
+
+Activation = Literal["tanh", "atan", "relu", "exp"]
+"""The surrogate activation of :func:`pairwise_softmax_loss`."""
+
+_ACTIVATIONS = ("tanh", "atan", "relu", "exp")
+
+
+def _check_activation(activation: Any) -> Activation:
+    """Return ``activation`` if it is one of ``"tanh"``, ``"atan"``, ``"relu"``, ``"exp"``."""
+    if not isinstance(activation, str) or activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {_short(activation)}")
+    return activation  # type: ignore[return-value]
+
+
+def _check_eps(eps: Any) -> float:
+    """Return ``eps`` as a float if it is a real number in ``(0, 1)``."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a float in (0, 1), got {_short(eps)} ({type(eps).__name__})")
+    number = float(eps)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"eps must be a float in (0, 1), got {number}")
+    return number
+
+
+def _log_activation(d: torch.Tensor, activation: Activation, eps: float) -> torch.Tensor:
+    """``log sigma(d)``, with ``sigma(d)`` floored at ``eps`` for ``"atan"`` and ``"relu"``."""
+    if activation == "tanh":
+        # 1 + tanh(d) = 2 sigmoid(2d): its log is finite for every finite d, no floor needed.
+        return math.log(2.0) - F.softplus(-2.0 * d)
+    if activation == "atan":
+        return torch.log(torch.clamp(1.0 + torch.atan(d), min=eps))
+    if activation == "relu":
+        return torch.log(torch.clamp(1.0 + d, min=eps))
+    return d
+
+
+def pairwise_softmax_loss(
+    pos_scores: torch.Tensor,
+    neg_scores: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    activation: Activation = "tanh",
+    score_scale: float = 2.0,
+    log_q: torch.Tensor | float | None = None,
+    mask: torch.Tensor | None = None,
+    include_positive: bool = True,
+    eps: float = 1e-6,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Pairwise softmax loss (PSL): the softmax with each score gap's exponential replaced.
+
+    Per row, with score gaps :math:`d_k = (s_k - s^+) / S` (``score_scale``),
+    a surrogate activation :math:`\sigma` and the temperature :math:`\tau`
+    applied *outside* it:
+
+    .. math::
+
+        \ell = \log\Big([1] + \sum_{k \text{ not masked}}
+               \sigma(d_k)^{1/\tau}\, e^{-\log q_k}\Big)
+             = \log\Big([1] + \sum_{k \text{ not masked}}
+               e^{\log\sigma(d_k)/\tau - \log q_k}\Big),
+
+    where ``activation`` chooses :math:`\sigma`: ``"tanh"``
+    :math:`1 + \tanh d`, ``"atan"`` :math:`1 + \arctan d`, ``"relu"``
+    :math:`\max(1 + d, 0)`, or ``"exp"`` :math:`e^{d}` (which makes it
+    :func:`sampled_softmax_loss` at temperature :math:`S\tau`). The ``[1]``
+    is the positive's own term, :math:`\sigma(0)^{1/\tau} = 1` for every
+    activation: in the normaliser with ``include_positive=True`` (the paper's
+    sum over every item), out of it with ``False`` (the authors' code, over
+    the sampled negatives only). ``log_q`` and ``mask`` act on the negatives'
+    terms exactly as in :func:`sampled_softmax_loss`, and a row whose
+    negatives are all masked has loss 0 and zero gradients.
+
+    This is the loss of Yang et al., "PSL: Rethinking and Improving Softmax
+    Loss from Pairwise Perspective for Recommendation" (NeurIPS 2024), the
+    softmax-like form (``method=1``) of their code (repository
+    ``Tiny-Snow/IR-Benchmark``, ``src/itemrec/optimizer/optim_PSL.py``): their
+    ``tau`` is ``score_scale`` (2 in their runs, with cosine scores, so that
+    :math:`d \in [-1, 1]`) and their ``tau_star`` is ``temperature``.
+
+    **Log of 0.** :math:`1 + d` is 0 or less for :math:`d \le -1` and
+    :math:`1 + \arctan d` for :math:`d \le -\tan 1 \approx -1.56`, where the
+    logarithm is :math:`-\infty` or undefined (the authors' scores keep
+    :math:`d` in :math:`[-1, 1]`, where only ``"relu"`` at :math:`d = -1`
+    reaches it). Here ``"relu"`` and ``"atan"`` are floored at ``eps``
+    before the logarithm, :math:`\log\max(\sigma(d), \epsilon)`: such a
+    negative adds :math:`\epsilon^{1/\tau}` to the sum and gets no gradient,
+    and a row whose every term is floored (positive left out) has the finite
+    loss :math:`\log n + \log(\epsilon)/\tau` over its :math:`n` unmasked
+    negatives, with zero gradients, not :math:`-\infty` or NaN. ``"tanh"``
+    needs no floor: :math:`\log(1 + \tanh d) = \log 2 - \operatorname{softplus}(-2d)`
+    is finite for every finite :math:`d`. ``float16`` and ``bfloat16`` inputs
+    are computed in ``float32`` and the result cast back.
+
+    Args:
+        pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+        neg_scores: Scores of the negatives, shape ``(B, K)``.
+        temperature: :math:`\tau`, a finite float ``> 0``, outside the
+            activation (the authors' ``tau_star``).
+        activation: ``"tanh"``, ``"atan"``, ``"relu"`` or ``"exp"``.
+        score_scale: :math:`S`, a finite float ``> 0`` dividing the score gaps
+            before the activation (the authors' ``tau``).
+        log_q: ``None``, a float, or a floating tensor broadcastable to
+            ``(B, K)``, subtracted from each negative's exponent.
+        mask: ``None`` or a bool tensor broadcastable to ``(B, K)``; ``True``
+            drops that negative.
+        include_positive: Whether the positive's term 1 is in the normaliser.
+        eps: The floor :math:`\epsilon` of ``"relu"`` and ``"atan"``, a float
+            in ``(0, 1)``.
+        reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"``
+            (the ``(B,)`` per-row losses).
+
+    Returns:
+        A scalar, or a ``(B,)`` tensor for ``reduction="none"``, in the
+        promoted dtype of the two score tensors.
+
+    Raises:
+        TypeError: If a score tensor or ``log_q`` is not floating point, ``mask``
+            is not a bool tensor, ``temperature``, ``score_scale`` or ``eps`` is
+            not a real number, or ``include_positive`` is not a bool.
+        ValueError: For an unknown ``reduction`` or ``activation``, a
+            non-positive or non-finite ``temperature`` or ``score_scale``, an
+            ``eps`` outside ``(0, 1)``, wrong or non-broadcastable shapes, an
+            empty batch or no negatives, or tensors on different devices.
+
+    Example:
+        >>> pos = torch.tensor([0.5, 0.0])
+        >>> neg = torch.tensor([[0.0, 1.0], [0.5, -1.0]])
+        >>> pairwise_softmax_loss(pos, neg, temperature=0.5, reduction="none")
+        tensor([1.1378, 1.0435])
+        >>> pairwise_softmax_loss(pos, neg, activation="exp", temperature=0.5,
+        ...                       reduction="none")
+        tensor([1.1803, 1.1041])
+        >>> sampled_softmax_loss(pos, neg, temperature=1.0, reduction="none")
+        tensor([1.1803, 1.1041])
+
+        ``"relu"`` with every gap below -1 and the positive out: the floor.
+
+        >>> far = torch.tensor([[-5.0, -6.0]])
+        >>> pairwise_softmax_loss(torch.tensor([0.0]), far, activation="relu",
+        ...                       score_scale=1.0, include_positive=False)
+        tensor(-13.1224)
+    """
+    reduction = _check_reduction(reduction)
+    tau = _check_temperature(temperature)
+    kind = _check_activation(activation)
+    scale = _check_positive_float("score_scale", score_scale)
+    include = _check_include_positive(include_positive)
+    floor = _check_eps(eps)
+    pos, neg, out_dtype = _check_scores(pos_scores, neg_scores)
+    if neg_scores.ndim != 2:
+        raise ValueError(f"neg_scores must have shape (B, K), got shape {tuple(neg_scores.shape)}")
+    offsets, drop = _check_offsets_and_mask(log_q, mask, neg.shape, neg.dtype, neg.device)
+    exponents = _log_activation((neg - pos) / scale, kind, floor) / tau
+    if offsets is not None:
+        exponents = exponents - offsets
+    valid = None
+    if drop is not None:
+        exponents = exponents.masked_fill(drop, -math.inf)
+        # A row of -inf would make NaN gradients in logsumexp's backward (then discarded).
+        valid = _has_negatives(drop)
+        exponents = torch.where(valid[:, None], exponents, torch.zeros_like(exponents))
+    terms = torch.logsumexp(exponents, dim=1)
+    if include:
+        terms = torch.logaddexp(terms, torch.zeros_like(terms))
+    if valid is not None:
+        terms = torch.where(valid, terms, torch.zeros_like(terms))
     return _reduce(terms, reduction).to(out_dtype)
 
 

@@ -10,19 +10,27 @@ import torch
 from torch import nn
 
 from negsample.functional import (
+    Activation,
     Reduction,
+    _check_activation,
+    _check_bool,
+    _check_eps,
     _check_include_positive,
     _check_neg_weight,
+    _check_positive_float,
     _check_reduction,
     _check_softmax_neg_weight,
     _check_temperature,
     bce_loss,
     bpr_loss,
+    pairwise_softmax_loss,
     sampled_softmax_loss,
     sampled_softmax_loss_from_vectors,
+    softmax_at_k_loss,
+    softmax_at_k_loss_from_vectors,
 )
 
-__all__ = ["BCELoss", "BPRLoss", "SampledSoftmaxLoss"]
+__all__ = ["BCELoss", "BPRLoss", "PairwiseSoftmaxLoss", "SampledSoftmaxLoss", "SoftmaxAtKLoss"]
 
 
 class BPRLoss(nn.Module):
@@ -274,4 +282,261 @@ class SampledSoftmaxLoss(nn.Module):
             options += (
                 f", neg_weight={self.neg_weight!r}, include_positive={self.include_positive!r}"
             )
+        return f"{options}, reduction={self.reduction!r}"
+
+
+class SoftmaxAtKLoss(nn.Module):
+    r"""SL\@K: the sampled softmax loss of each row weighted by its positive against the top K.
+
+    See :func:`negsample.functional.softmax_at_k_loss` for the formula, the
+    thresholds and the choice of ``detach_weight``; the thresholds come from
+    :func:`negsample.estimate_topk_thresholds`, re-estimated every few epochs.
+    ``forward`` takes scores (e.g. a candidate set's
+    :meth:`~negsample.samplers.CandidateSet.scores` with its ``log_q`` and
+    ``mask``), :meth:`from_vectors` the vectors of
+    :meth:`MFModel.candidate_vectors <negsample.MFModel.candidate_vectors>`,
+    as :class:`~negsample.SampledSoftmaxLoss` does.
+
+    Args:
+        temperature: The softmax's temperature, a finite float ``> 0``.
+        weight_temperature: The weight's temperature :math:`\tau_w`, a finite
+            float ``> 0``.
+        reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"`` for
+            the ``(B,)`` weighted per-row losses.
+        detach_weight: No gradient through the weight (the default);
+            ``False`` is the authors' code.
+        neg_weight: As in :class:`~negsample.SampledSoftmaxLoss`.
+        include_positive: As there (``False`` in the authors' code).
+
+    Raises:
+        ValueError: For an unknown ``reduction`` or a non-positive or
+            non-finite temperature or ``neg_weight``.
+        TypeError: If an option has the wrong type.
+
+    Example:
+        >>> loss_fn = SoftmaxAtKLoss(temperature=0.5, weight_temperature=2.0)
+        >>> loss_fn
+        SoftmaxAtKLoss(temperature=0.5, weight_temperature=2.0, detach_weight=True, reduction='mean')
+        >>> pos, neg = torch.tensor([1.0, 0.0]), torch.tensor([[1.0, 0.0], [0.5, 0.0]])
+        >>> thresholds = torch.tensor([0.5, 0.5])
+        >>> loss_fn(pos, neg, thresholds)
+        tensor(0.5529)
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        weight_temperature: float = 1.0,
+        reduction: Reduction = "mean",
+        *,
+        detach_weight: bool = True,
+        neg_weight: float = 1.0,
+        include_positive: bool = True,
+    ) -> None:
+        super().__init__()
+        self.temperature = _check_temperature(temperature)
+        self.weight_temperature = _check_positive_float("weight_temperature", weight_temperature)
+        self.detach_weight = _check_bool("detach_weight", detach_weight)
+        self.neg_weight = _check_softmax_neg_weight(neg_weight)
+        self.include_positive = _check_include_positive(include_positive)
+        self.reduction: Reduction = _check_reduction(reduction)
+
+    def forward(
+        self,
+        pos_scores: torch.Tensor,
+        neg_scores: torch.Tensor,
+        thresholds: torch.Tensor | float,
+        *,
+        log_q: torch.Tensor | float | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Weighted loss of positives against negatives, each row over its unmasked negatives.
+
+        Args:
+            pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+            neg_scores: Scores of the negatives, shape ``(B, K)``.
+            thresholds: Each row's top-``K`` threshold, ``(B,)`` or ``(B, 1)``
+                (e.g. ``thresholds[users]``), or one float.
+            log_q: ``None``, a float, or a floating tensor broadcastable to
+                ``(B, K)``, subtracted from each ``neg / temperature``.
+            mask: ``None`` or a bool tensor broadcastable to ``(B, K)``;
+                ``True`` drops that negative.
+
+        Returns:
+            A scalar, or ``(B,)`` for ``reduction="none"``.
+        """
+        return softmax_at_k_loss(
+            pos_scores,
+            neg_scores,
+            thresholds,
+            weight_temperature=self.weight_temperature,
+            detach_weight=self.detach_weight,
+            temperature=self.temperature,
+            log_q=log_q,
+            mask=mask,
+            neg_weight=self.neg_weight,
+            include_positive=self.include_positive,
+            reduction=self.reduction,
+        )
+
+    def from_vectors(
+        self,
+        pos_scores: torch.Tensor,
+        user_vectors: torch.Tensor,
+        item_vectors: torch.Tensor | None = None,
+        row_vectors: torch.Tensor | None = None,
+        *,
+        thresholds: torch.Tensor | float,
+        log_q: torch.Tensor | float | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The same loss over negatives scored as inner products, without their score matrix.
+
+        See :func:`negsample.functional.softmax_at_k_loss_from_vectors` and
+        :meth:`SampledSoftmaxLoss.from_vectors
+        <negsample.SampledSoftmaxLoss.from_vectors>`: with a candidate set,
+        ``loss_fn.from_vectors(*model.candidate_vectors(users, pos_items,
+        cands.items, cands.row_items), thresholds=thresholds[users],
+        log_q=cands.log_q, mask=cands.mask)``.
+
+        Args:
+            pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+            user_vectors: ``(B, d)``.
+            item_vectors: ``(K, d)`` or ``None``.
+            row_vectors: ``(B, n, d)`` or ``None``.
+            thresholds: Each row's top-``K`` threshold, ``(B,)`` or ``(B, 1)``,
+                or one float.
+            log_q: ``None``, a float, or a floating tensor broadcastable to ``(B, K + n)``.
+            mask: ``None`` or a bool tensor broadcastable to ``(B, K + n)``.
+
+        Returns:
+            A scalar, or ``(B,)`` for ``reduction="none"``.
+        """
+        return softmax_at_k_loss_from_vectors(
+            pos_scores,
+            user_vectors,
+            item_vectors,
+            row_vectors,
+            thresholds=thresholds,
+            weight_temperature=self.weight_temperature,
+            detach_weight=self.detach_weight,
+            temperature=self.temperature,
+            log_q=log_q,
+            mask=mask,
+            neg_weight=self.neg_weight,
+            include_positive=self.include_positive,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """Show the options in the module's repr (the negative options where not default)."""
+        options = (
+            f"temperature={self.temperature!r}, weight_temperature={self.weight_temperature!r}, "
+            f"detach_weight={self.detach_weight!r}"
+        )
+        if self.neg_weight != 1.0 or not self.include_positive:
+            options += (
+                f", neg_weight={self.neg_weight!r}, include_positive={self.include_positive!r}"
+            )
+        return f"{options}, reduction={self.reduction!r}"
+
+
+class PairwiseSoftmaxLoss(nn.Module):
+    r"""Pairwise softmax loss (PSL): the softmax over score gaps through a surrogate activation.
+
+    See :func:`negsample.functional.pairwise_softmax_loss` for the formula,
+    the activations, the two temperatures and the floor ``eps`` of
+    ``"relu"`` and ``"atan"``. It takes scores, with ``log_q`` and ``mask``
+    as :class:`~negsample.SampledSoftmaxLoss` does: for a candidate set,
+    ``loss_fn(model(users, pos_items), cands.scores(model, users),
+    log_q=cands.log_q, mask=cands.mask)``.
+
+    Args:
+        temperature: :math:`\tau` outside the activation, a finite float ``> 0``
+            (the authors' ``tau_star``).
+        activation: ``"tanh"``, ``"atan"``, ``"relu"`` or ``"exp"``.
+        reduction: ``"mean"`` over the ``B`` rows, ``"sum"``, or ``"none"`` for
+            the ``(B,)`` per-row losses.
+        score_scale: What the score gaps are divided by before the activation,
+            a finite float ``> 0`` (the authors' ``tau``, 2 with cosine scores).
+        include_positive: Whether the positive's term 1 is in the normaliser
+            (``False`` in the authors' code).
+        eps: The floor of ``"relu"`` and ``"atan"`` before the logarithm, in ``(0, 1)``.
+
+    Raises:
+        ValueError: For an unknown ``reduction`` or ``activation``, or an option
+            out of range.
+        TypeError: If an option has the wrong type.
+
+    Example:
+        >>> loss_fn = PairwiseSoftmaxLoss(temperature=0.1)
+        >>> loss_fn
+        PairwiseSoftmaxLoss(temperature=0.1, activation='tanh', score_scale=2.0, reduction='mean')
+        >>> pos, neg = torch.tensor([0.5]), torch.tensor([[0.25, -0.5, 0.75]])
+        >>> loss_fn(pos, neg, mask=torch.tensor([[False, False, True]]))
+        tensor(0.2367)
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        activation: Activation = "tanh",
+        reduction: Reduction = "mean",
+        *,
+        score_scale: float = 2.0,
+        include_positive: bool = True,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.temperature = _check_temperature(temperature)
+        self.activation: Activation = _check_activation(activation)
+        self.score_scale = _check_positive_float("score_scale", score_scale)
+        self.include_positive = _check_include_positive(include_positive)
+        self.eps = _check_eps(eps)
+        self.reduction: Reduction = _check_reduction(reduction)
+
+    def forward(
+        self,
+        pos_scores: torch.Tensor,
+        neg_scores: torch.Tensor,
+        *,
+        log_q: torch.Tensor | float | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Loss of positives against negatives, each row over its unmasked negatives.
+
+        Args:
+            pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+            neg_scores: Scores of the negatives, shape ``(B, K)``.
+            log_q: ``None``, a float, or a floating tensor broadcastable to
+                ``(B, K)``, subtracted from each negative's exponent.
+            mask: ``None`` or a bool tensor broadcastable to ``(B, K)``;
+                ``True`` drops that negative.
+
+        Returns:
+            A scalar, or ``(B,)`` for ``reduction="none"``.
+        """
+        return pairwise_softmax_loss(
+            pos_scores,
+            neg_scores,
+            temperature=self.temperature,
+            activation=self.activation,
+            score_scale=self.score_scale,
+            log_q=log_q,
+            mask=mask,
+            include_positive=self.include_positive,
+            eps=self.eps,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        """Show the options in the module's repr (``include_positive`` and ``eps`` where not default)."""
+        options = (
+            f"temperature={self.temperature!r}, activation={self.activation!r}, "
+            f"score_scale={self.score_scale!r}"
+        )
+        if not self.include_positive:
+            options += ", include_positive=False"
+        if self.eps != 1e-6:
+            options += f", eps={self.eps!r}"
         return f"{options}, reduction={self.reduction!r}"

@@ -21,7 +21,10 @@ from types import ModuleType
 import pytest
 
 import negsample
+import negsample.functional
+import negsample.losses
 import negsample.samplers
+import negsample.thresholds
 
 PACKAGE_DIR = Path(negsample.__file__).parent
 
@@ -156,7 +159,11 @@ def test_the_package_import_graph_has_no_circle() -> None:
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
-@pytest.mark.parametrize("module", [negsample, negsample.samplers], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [negsample, negsample.samplers, negsample.functional, negsample.losses, negsample.thresholds],
+    ids=lambda m: m.__name__,
+)
 def test_every_public_name_is_importable(module: ModuleType) -> None:
     names = module.__all__
     assert len(set(names)) == len(names)
@@ -181,6 +188,15 @@ def test_the_samplers_keep_the_names_they_had_before_the_split() -> None:
     assert before <= set(negsample.samplers.__all__)
     for name in ("HardNegativeSampler", "SharedNegativeSampler", "UniformSampler"):
         assert getattr(negsample, name) is getattr(negsample.samplers, name)
+
+
+def test_the_losses_and_the_threshold_estimate_are_public_at_the_top_level() -> None:
+    for name in negsample.losses.__all__:
+        assert getattr(negsample, name) is getattr(negsample.losses, name)
+    assert negsample.estimate_topk_thresholds is negsample.thresholds.estimate_topk_thresholds
+    assert {"pairwise_softmax_loss", "softmax_at_k_loss", "softmax_at_k_loss_from_vectors"} <= set(
+        negsample.functional.__all__
+    )
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:

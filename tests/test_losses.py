@@ -9,8 +9,21 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from negsample.functional import bce_loss, bpr_loss, sampled_softmax_loss
-from negsample.losses import BCELoss, BPRLoss, SampledSoftmaxLoss
+from negsample.functional import (
+    bce_loss,
+    bpr_loss,
+    pairwise_softmax_loss,
+    sampled_softmax_loss,
+    softmax_at_k_loss,
+    softmax_at_k_loss_from_vectors,
+)
+from negsample.losses import (
+    BCELoss,
+    BPRLoss,
+    PairwiseSoftmaxLoss,
+    SampledSoftmaxLoss,
+    SoftmaxAtKLoss,
+)
 
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -140,3 +153,87 @@ def test_sampled_softmax_module_passes_the_negative_options() -> None:
         SampledSoftmaxLoss(neg_weight=-1.0)
     with pytest.raises(TypeError, match="include_positive must be a bool"):
         SampledSoftmaxLoss(include_positive="no")  # type: ignore[arg-type]
+
+
+def test_softmax_at_k_module_is_the_function_with_its_options() -> None:
+    gen = torch.Generator().manual_seed(2)
+    pos, neg = torch.randn(5, generator=gen), torch.randn(5, 7, generator=gen)
+    mask = torch.rand(5, 7, generator=gen) < 0.2
+    log_q, beta = torch.randn(7, generator=gen), torch.randn(5, generator=gen)
+    module = SoftmaxAtKLoss(
+        0.3, 1.5, "none", detach_weight=False, neg_weight=1.22, include_positive=False
+    )
+    options = {
+        "weight_temperature": 1.5,
+        "detach_weight": False,
+        "temperature": 0.3,
+        "neg_weight": 1.22,
+        "include_positive": False,
+        "reduction": "none",
+    }
+    assert torch.equal(
+        module(pos, neg, beta, log_q=log_q, mask=mask),
+        softmax_at_k_loss(pos, neg, beta, log_q=log_q, mask=mask, **options),  # type: ignore[arg-type]
+    )
+    users, items = torch.randn(5, 3, generator=gen), torch.randn(7, 3, generator=gen)
+    assert torch.equal(
+        module.from_vectors(pos, users, items, thresholds=beta, mask=mask),
+        softmax_at_k_loss_from_vectors(pos, users, items, thresholds=beta, mask=mask, **options),  # type: ignore[arg-type]
+    )
+    assert repr(module) == (
+        "SoftmaxAtKLoss(temperature=0.3, weight_temperature=1.5, detach_weight=False, "
+        "neg_weight=1.22, include_positive=False, reduction='none')"
+    )
+    assert repr(SoftmaxAtKLoss()) == (
+        "SoftmaxAtKLoss(temperature=1.0, weight_temperature=1.0, detach_weight=True, "
+        "reduction='mean')"
+    )
+    assert list(module.parameters()) == [] and module.state_dict() == {}
+
+
+def test_softmax_at_k_module_checks_its_options_when_built() -> None:
+    with pytest.raises(
+        ValueError, match=r"weight_temperature must be a finite float > 0, got 0\.0"
+    ):
+        SoftmaxAtKLoss(weight_temperature=0.0)
+    with pytest.raises(TypeError, match="detach_weight must be a bool"):
+        SoftmaxAtKLoss(detach_weight="no")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="temperature must be a finite float > 0"):
+        SoftmaxAtKLoss(temperature=-1.0)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        SoftmaxAtKLoss(reduction="avg")  # type: ignore[arg-type]
+
+
+def test_pairwise_softmax_module_is_the_function_with_its_options() -> None:
+    gen = torch.Generator().manual_seed(3)
+    pos, neg = torch.randn(5, generator=gen), torch.randn(5, 7, generator=gen)
+    mask = torch.rand(5, 7, generator=gen) < 0.2
+    log_q = torch.randn(7, generator=gen)
+    module = PairwiseSoftmaxLoss(
+        0.2, "relu", "sum", score_scale=1.5, include_positive=False, eps=1e-4
+    )
+    assert torch.equal(
+        module(pos, neg, log_q=log_q, mask=mask),
+        pairwise_softmax_loss(
+            pos,
+            neg,
+            temperature=0.2,
+            activation="relu",
+            score_scale=1.5,
+            log_q=log_q,
+            mask=mask,
+            include_positive=False,
+            eps=1e-4,
+            reduction="sum",
+        ),
+    )
+    assert repr(module) == (
+        "PairwiseSoftmaxLoss(temperature=0.2, activation='relu', score_scale=1.5, "
+        "include_positive=False, eps=0.0001, reduction='sum')"
+    )
+    with pytest.raises(ValueError, match="activation must be one of"):
+        PairwiseSoftmaxLoss(activation="sigmoid")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"eps must be a float in \(0, 1\), got 2\.0"):
+        PairwiseSoftmaxLoss(eps=2.0)
+    with pytest.raises(ValueError, match="score_scale must be a finite float > 0"):
+        PairwiseSoftmaxLoss(score_scale=-2.0)
