@@ -158,6 +158,28 @@ def test_same_seed_same_candidates() -> None:
     assert torch.equal(first.items, second.items) and torch.equal(first.mask, second.mask)
 
 
+@given(data=st.data())
+def test_every_item_once_with_the_exact_mask_and_no_correction(data: st.DataObject) -> None:
+    # num_shared="all": the full softmax's columns. Every item once in id order, each row's
+    # known positives masked (checked against the sets), log_q 0, hard columns never masked
+    # and counted as one draw among num_items (log_q 0 too).
+    case = data.draw(cases(allow_full=False))
+    users = data.draw(batches(case))
+    hard = HardNegativeSampler(case.index, 3, num_hard=2, num_random=0, generator=1)
+    sampler = CandidateSampler(case.index, "all", hard=hard)
+    scores = torch.randn(
+        len(case.positives), case.num_items, generator=torch.Generator().manual_seed(0)
+    )
+    cands = sampler.sample(users, None, table_scorer(scores))
+    assert sampler.num_shared == case.num_items
+    assert cands.items.tolist() == list(range(case.num_items))
+    assert cands.sources == (("shared", case.num_items), ("hard", 2))
+    assert cands.row_items is not None
+    columns = [cands.items.tolist() + row for row in cands.row_items.tolist()]
+    assert cands.mask.tolist() == brute_force_mask(case, users.tolist(), columns)
+    assert torch.equal(cands.log_q, torch.zeros(case.num_items + 2))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "call", "error", "match"),
     [
@@ -171,6 +193,14 @@ def test_same_seed_same_candidates() -> None:
             "hard samples another index",
         ),
         ({"num_shared": 0}, {}, ValueError, "no candidates"),
+        ({"num_shared": "many"}, None, ValueError, "num_shared must be an int >= 0 or 'all'"),
+        ({"num_shared": "all", "in_batch": True}, None, ValueError, "in_batch=True adds nothing"),
+        (
+            {"num_shared": "all", "candidates": "popularity"},
+            None,
+            ValueError,
+            "candidates='popularity' and alpha=None do not apply",
+        ),
         ({"in_batch": True}, {}, ValueError, "in_batch=True needs the batch's pos_items"),
         ({"in_batch": True}, {"pos_items": torch.tensor([1])}, ValueError, "one item per user"),
         ({"hard": "own"}, {}, ValueError, "hard negatives need a scorer"),
@@ -193,3 +223,20 @@ def test_bad_arguments_get_clear_errors(
     with pytest.raises(error, match=match):
         sampler = CandidateSampler(index, **kwargs)  # type: ignore[arg-type]
         sampler.sample(torch.tensor([0, 1]), **(call or {}))  # type: ignore[arg-type]
+
+
+def test_an_ahns_hard_sampler_gets_the_batch_s_positives() -> None:
+    # AHNS picks the candidate closest to a target set by the positive's score: the candidate
+    # set's hard columns are the sampler's own negatives for the same positives and seed.
+    index = PositiveIndex.from_dict({u: [u, u + 1] for u in range(6)}, num_items=40)
+    model = MFModel(6, 40, dim=4)
+    users, pos_items = torch.arange(6), torch.arange(6)
+
+    def ahns() -> HardNegativeSampler:
+        return HardNegativeSampler(index, 8, 2, 0, selection="ahns", generator=4)
+
+    cands = CandidateSampler(index, 5, hard=ahns(), generator=0).sample(users, pos_items, model)
+    assert cands.row_items is not None
+    assert torch.equal(cands.row_items, ahns().sample(users, model, positives=pos_items))
+    with pytest.raises(ValueError, match="selection='ahns' needs the pos_items"):
+        CandidateSampler(index, 5, hard=ahns()).sample(users, None, model)

@@ -49,9 +49,10 @@ class CandidateSet:
         log_q: ``(K + n,)`` float (torch's default dtype): what the loss
             subtracts from each column's ``score / T``. Shared and in-batch
             columns: ``log(K_s q_shared(j) + B q_batch(j))``, the correction of
-            one mixture of ``K_s`` shared draws and ``B`` in-batch ones; each hard
-            or supplied column: ``log(max(K_s, 1) / num_items)``, counted as one
-            uniform draw among the shared ones.
+            one mixture of ``K_s`` shared draws and ``B`` in-batch ones (0 for
+            every item with ``num_shared="all"``); each hard or supplied column:
+            ``log(max(K_s, 1) / num_items)``, counted as one uniform draw among
+            the shared ones.
         sources: ``(name, number of columns)`` per source, in column order, e.g.
             ``(("shared", 1024), ("in-batch", 2048), ("hard", 4))``.
 
@@ -125,8 +126,13 @@ class CandidateSampler:
 
     Args:
         index: The users' known positives.
-        num_shared: ``K_s``, candidates shared by every row per call, ``>= 0``.
-        in_batch: Add the batch's positives as every row's negatives.
+        num_shared: ``K_s``, candidates shared by every row per call, ``>= 0``;
+            or ``"all"``: every item of the catalogue once, in id order, with
+            ``log_q`` 0 (the full softmax: nothing sampled, nothing to correct;
+            ``K_s`` is then the number of items). For a catalogue no larger than
+            the columns a sample would score, it is exact and cheaper.
+        in_batch: Add the batch's positives as every row's negatives (not with
+            ``num_shared="all"``, which has every item already).
         hard: A :class:`~negsample.HardNegativeSampler` over the same index
             (its own generator); ``sample`` then needs a ``scorer``.
         candidates: Distribution of the shared candidates, ``"uniform"`` or
@@ -139,8 +145,9 @@ class CandidateSampler:
 
     Raises:
         TypeError: For an argument of the wrong type.
-        ValueError: If no source is chosen, ``num_shared < 0``, or ``hard``
-            samples another index.
+        ValueError: If no source is chosen, ``num_shared < 0``, ``hard``
+            samples another index, or ``num_shared="all"`` is combined with
+            ``in_batch`` or popularity candidates.
 
     Example:
         >>> from negsample import HardNegativeSampler, MFModel
@@ -159,7 +166,7 @@ class CandidateSampler:
     def __init__(
         self,
         index: PositiveIndex,
-        num_shared: int = 1024,
+        num_shared: int | Literal["all"] = 1024,
         *,
         in_batch: bool = False,
         hard: HardNegativeSampler | None = None,
@@ -170,9 +177,24 @@ class CandidateSampler:
     ) -> None:
         if not isinstance(index, PositiveIndex):
             raise TypeError(f"index must be a PositiveIndex, got {type(index).__name__}")
-        self.num_shared = check_int("num_shared", num_shared, minimum=0)
+        self.all_items = isinstance(num_shared, str) and num_shared == "all"
+        if self.all_items:
+            self.num_shared = index.num_items
+        elif isinstance(num_shared, str):
+            raise ValueError(f"num_shared must be an int >= 0 or 'all', got {_short(num_shared)}")
+        else:
+            self.num_shared = check_int("num_shared", num_shared, minimum=0)
         if not isinstance(in_batch, bool):
             raise TypeError(f"in_batch must be a bool, got {_short(in_batch)}")
+        if self.all_items and in_batch:
+            raise ValueError(
+                "in_batch=True adds nothing to num_shared='all': every item is a candidate already"
+            )
+        if self.all_items and (candidates != "uniform" or alpha is not None):
+            raise ValueError(
+                f"num_shared='all' scores every item once: candidates={_short(candidates)} "
+                f"and alpha={_short(alpha)} do not apply"
+            )
         if hard is not None and not isinstance(hard, HardNegativeSampler):
             raise TypeError(
                 f"hard must be None or a HardNegativeSampler, got {type(hard).__name__}"
@@ -188,10 +210,10 @@ class CandidateSampler:
         self.hard = hard
         self.validate = validate
         # The shared sampler also serves the mask and the in-batch log-probabilities; it is
-        # built with one candidate when none is shared (it then never draws).
+        # built with one candidate when none is drawn (it then never draws).
         self.shared = SharedNegativeSampler(
             index,
-            max(self.num_shared, 1),
+            1 if self.all_items else max(self.num_shared, 1),
             candidates=candidates,
             alpha=alpha,
             generator=generator,
@@ -204,7 +226,7 @@ class CandidateSampler:
         return self.shared.index
 
     def __repr__(self) -> str:
-        parts = [f"num_shared={self.num_shared}"]
+        parts = ["num_shared='all'" if self.all_items else f"num_shared={self.num_shared}"]
         if self.shared._candidates_repr():
             parts.append(self.shared._candidates_repr().rstrip(", "))
         parts.append(f"in_batch={self.in_batch}")
@@ -232,7 +254,7 @@ class CandidateSampler:
         Args:
             users: 1-D integer tensor of the ``B`` rows' users.
             pos_items: 1-D integer tensor of the ``B`` positives; needed with
-                ``in_batch``.
+                ``in_batch`` and with a hard sampler of ``selection="ahns"``.
             scorer: ``scorer(users, items) -> scores`` for the hard sampler (called
                 under ``no_grad``); needed with ``hard``.
             negatives: ``(B, n)`` integer items supplied per row (e.g. shown and
@@ -255,7 +277,10 @@ class CandidateSampler:
         parts, sources, log_parts = [], [], []
         num_items = self.index.num_items
         log_shared = math.log(max(self.num_shared, 1))
-        if self.num_shared:
+        if self.all_items:
+            parts.append(torch.arange(num_items, device=device))
+            sources.append(("shared", num_items))
+        elif self.num_shared:
             parts.append(self.shared.items_from_bits(self.shared.draw(device)))
             sources.append(("shared", self.num_shared))
         if self.in_batch:
@@ -270,7 +295,10 @@ class CandidateSampler:
             parts.append(pos_t)
             sources.append(("in-batch", batch))
         items = torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64, device=device)
-        if items.numel():
+        if self.all_items:
+            # Each item once: K_s q(j) = 1.
+            log_parts.append(torch.zeros(num_items, dtype=torch.get_default_dtype(), device=device))
+        elif items.numel():
             terms = []
             if self.num_shared:
                 terms.append(self.shared.log_prob(items) + log_shared)
@@ -281,7 +309,13 @@ class CandidateSampler:
         if self.hard is not None:
             if scorer is None:
                 raise ValueError("hard negatives need a scorer: sample(users, pos_items, scorer)")
-            hard_items = self.hard.sample(users_t, scorer)
+            if self.hard.selection == "ahns":
+                # AHNS sets each row's hardness by its positive's score.
+                if pos_items is None:
+                    raise ValueError("a hard sampler with selection='ahns' needs the pos_items")
+                hard_items = self.hard.sample(users_t, scorer, positives=pos_items)
+            else:
+                hard_items = self.hard.sample(users_t, scorer)
             row_parts.append(hard_items)
             sources.append(("hard", hard_items.shape[1]))
         supplied = None
