@@ -38,9 +38,10 @@ from negsample import PositiveIndex
 from negsample.data import load_lightgcn, synthetic_dataset
 
 RECIPES = {
-    "uniform BPR": ["--sampler", "uniform"],
-    "hard BPR": ["--sampler", "hard"],
-    "softmax": ["--loss", "softmax", "--sampler", "uniform"],
+    "uniform BPR": ["--loss", "bpr", "--sampler", "uniform"],
+    "hard BPR": ["--loss", "bpr", "--sampler", "hard"],
+    # The recipe of a data file (the default), as the demo's third run trains it.
+    "softmax": ["--loss", "softmax", "--sampler", "hard"],
 }
 
 

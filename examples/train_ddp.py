@@ -309,6 +309,7 @@ def train_rank(args: argparse.Namespace, rank: int, world_size: int, local_rank:
         temperature=args.temperature,
         # BPR/BCE with hard negatives; the softmax recipe over the shared candidates alone.
         sampler="uniform" if args.loss == "softmax" else "hard",
+        in_batch=False,
         dim=args.dim,
         batch_size=args.batch_size,
         num_negatives=args.num_negatives,

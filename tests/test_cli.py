@@ -120,7 +120,6 @@ def test_train_help_fits_a_screen_shows_defaults_and_no_allocator_talk(
         "--epochs",
         "--dim",
         "--batch-size",
-        "--num-candidates",
         "--valid-fraction",
         "--split-seed",
         "--seed",
@@ -133,6 +132,7 @@ def test_train_help_fits_a_screen_shows_defaults_and_no_allocator_talk(
             assert "(default: " in line, (option, out)
     # The per-loss defaults are stated in the help rather than as one default.
     assert re.search(r"--lr X .*5e-3.*1e-3", out) and re.search(r"--reg X .*2e-2", out), out
+    assert re.search(r"--num-candidates M .*bpr 10, softmax 64", out), out
 
 
 def test_python_dash_m_negsample_is_the_command() -> None:
@@ -252,7 +252,7 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
     assert [(r.name, r.loss, r.sampler) for r in settings.runs] == [
         ("uniform", "bpr", "uniform"),
         ("hard", "bpr", "hard"),
-        ("softmax", "softmax", "uniform"),
+        ("softmax", "softmax", "hard"),
     ]
     bpr, softmax = settings.runs[1], settings.runs[2]
     assert (bpr.lr, bpr.reg, bpr.similarity, bpr.init_std, bpr.temperature) == (
@@ -262,19 +262,24 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
         0.1,
         None,
     )
-    assert softmax == recipe("softmax", name="softmax", sampler="uniform", epochs=20)
+    assert softmax == recipe("softmax", name="softmax", epochs=20, choose_softmax=True)
+    # The softmax recipe's candidates: 1024 shared, in-batch, the 4 top-scored of 64.
+    assert (softmax.num_negatives, softmax.in_batch, softmax.num_candidates) == (1024, True, 64)
+    assert (softmax.num_hard, bpr.num_candidates, bpr.num_hard, bpr.in_batch) == (4, 10, 2, False)
     assert (softmax.lr, softmax.reg, softmax.similarity, softmax.temperature) == (
         1e-3,
         0.0,
         "cosine",
         0.1,
     )
-    # The softmax recipe: BSL's negative weight, the positive out, the step schedule.
+    # The softmax recipe: BSL's negative weight with the positive out (tried against the
+    # plain softmax on validation: choose_softmax), the step schedule.
     assert (softmax.neg_weight, softmax.include_positive, softmax.lr_schedule) == (
         1.22,
         False,
         "step",
     )
+    assert not bpr.choose_softmax
     assert (bpr.neg_weight, bpr.include_positive, bpr.lr_schedule) == (1.0, True, "constant")
     # A loss, a sampler or a file: the runs asked for.
     assert [r.name for r in settings_of("--loss", "bpr").runs] == ["hard", "uniform"]
@@ -406,7 +411,7 @@ def test_default_runs_three_recipes_and_compares_them(
 
 @pytest.mark.usefixtures("small_builtin_data")
 def test_both_samplers_beat_random_ranking(capsys: pytest.CaptureFixture[str]) -> None:
-    out = train(capsys, "--sampler", "both", "--epochs", "8", "--lr", "1e-2")
+    out = train(capsys, "--loss", "bpr", "--sampler", "both", "--epochs", "8", "--lr", "1e-2")
     table = summary_rows(out, "validation metrics at the epoch chosen on the validation split")
     assert set(table) == {"hard", "uniform"}, out
     for name, (epochs, chosen, _, recall, *_) in table.items():
@@ -423,7 +428,7 @@ def test_keeps_the_best_epoch_on_validation_and_stops_early(
     # A learning rate far too high: validation recall peaks in the first epochs and falls.
     out = train(
         capsys,
-        *("--sampler", "hard", "--epochs", "30", "--patience", "2"),
+        *("--loss", "bpr", "--sampler", "hard", "--epochs", "30", "--patience", "2"),
         *("--lr", "0.3", "--reg", "0", "--ks", "20"),
     )
     curve = [float(v) for v in re.findall(r"epoch\s+\d+ .* recall@20 ([\d.]+)", out)]
@@ -466,7 +471,7 @@ def test_submission_on_a_competition_file_is_valid(
             f"retraining on all 480 training pairs for {chosen} epochs (chosen on the validation "
             "split)" in out
         ), out
-    assert f"submission (hard BPR run, top 50) written to {submission}" in out
+    assert f"submission (softmax + hard run, top 50) written to {submission}" in out
 
 
 def test_repeated_users_in_a_competition_file_are_merged_with_a_warning(
@@ -495,6 +500,7 @@ def test_test_file_metrics_are_those_of_the_weights_chosen_on_validation(
         capsys,
         *("--data", str(tmp_path / "train.txt"), "--test", str(tmp_path / "test.txt")),
         *("--epochs", "4", "--eval-every", "2", "--dim", "8", "--batch-size", "64", "--ks", "10"),
+        *("--loss", "bpr"),
     )
     # The validation split is carved from the 360 training pairs, not from the test file.
     assert "valid: PositiveIndex(num_users=60, num_items=60, num_interactions=60" in out, out
@@ -540,7 +546,7 @@ def test_softmax_with_shared_in_batch_and_hard_negatives_learns(
         *("--epochs", "8", "--patience", "0", "--ks", "20"),
     )
     assert "SampledSoftmaxLoss(temperature=0.1" in out, out
-    assert "in-batch negatives" in out and "the 2 top-scored of 10 per row" in out, out
+    assert "in-batch negatives" in out and "the 4 top-scored of 64 per row" in out, out
     rows = summary_rows(out, "validation metrics")
     # Both runs (shared + in-batch, and with hard negatives) far above random ranking
     # (recall@20 of about 20 / 3000 = 0.0067 on the synthetic data; 0.034 and 0.044 measured).
@@ -557,7 +563,7 @@ def test_time_budget_reports_the_loss_of_the_pairs_it_trained_on(
     # term), not their sum divided by all ~39,000 pairs of the epoch (about 0.001).
     out = train(
         capsys,
-        *("--sampler", "uniform", "--valid-fraction", "0", "--epochs", "3"),
+        *("--loss", "bpr", "--sampler", "uniform", "--valid-fraction", "0", "--epochs", "3"),
         *("--time-budget", "0.001", "--batch-size", "64"),
     )
     losses = [float(m) for m in re.findall(r"epoch +\d+  loss ([\d.]+)", out)]

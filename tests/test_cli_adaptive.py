@@ -75,7 +75,12 @@ def test_the_softmax_step_scores_each_users_negatives_at_its_temperature(
     index = PositiveIndex.from_dict({u: [u % 7, (u + 3) % 7] for u in range(12)}, num_items=40)
     users, items = index.pairs()
     config = recipe(
-        "softmax", sampler="uniform", num_negatives=16, batch_size=24, user_temperature=True
+        "softmax",
+        sampler="uniform",
+        in_batch=False,
+        num_negatives=16,
+        batch_size=24,
+        user_temperature=True,
     )
     model = MFModel(12, 40, 8, similarity="cosine")
     step, description = make_step(config, model, index)

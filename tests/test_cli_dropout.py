@@ -47,7 +47,9 @@ def test_each_row_gets_one_mask_of_its_own(similarity: str) -> None:
 def test_the_softmax_step_scores_with_the_dropped_out_vectors() -> None:
     index = PositiveIndex.from_dict({u: [u % 7, (u + 3) % 7] for u in range(12)}, num_items=40)
     users, items = index.pairs()
-    config = recipe("softmax", sampler="uniform", num_negatives=16, user_dropout=0.25)
+    config = recipe(
+        "softmax", sampler="uniform", in_batch=False, num_negatives=16, user_dropout=0.25
+    )
     torch.manual_seed(0)
     model = MFModel(12, 40, 8, similarity="cosine")
     step, description = make_step(config, model, index)
@@ -68,7 +70,9 @@ def test_the_softmax_step_scores_with_the_dropped_out_vectors() -> None:
         mask=drawn.mask,
     )
     torch.testing.assert_close(got, expected)
-    without = make_step(recipe("softmax", sampler="uniform", num_negatives=16), model, index)[0]
+    without = make_step(
+        recipe("softmax", sampler="uniform", in_batch=False, num_negatives=16), model, index
+    )[0]
     assert not torch.allclose(without(users, items), got)
     got.backward()
     assert model.user_embedding.weight.grad is not None
@@ -77,7 +81,7 @@ def test_the_softmax_step_scores_with_the_dropped_out_vectors() -> None:
 def test_a_scorer_of_its_own_is_refused() -> None:
     index = PositiveIndex.from_dict({0: [1], 1: [2]}, num_items=5)
     model = MFModel(2, 5, 4, similarity="cosine")
-    config = recipe("softmax", sampler="uniform", num_negatives=4, user_dropout=0.1)
+    config = recipe("softmax", sampler="uniform", in_batch=False, num_negatives=4, user_dropout=0.1)
     with pytest.raises(ValueError, match="user_dropout"):
         make_step(config, model, index, scorer=lambda u, i: model(u, i))
 

@@ -240,7 +240,10 @@ def test_2_a_replaced_file_keeps_its_mode_and_a_link_its_target(
         (["--device", "cpu:1"], "argument --device: expected cpu, cuda or cuda:N"),
         (["--num-candidates", "0"], "argument --num-candidates: must be an integer >= 1, got 0"),
         (["--num-hard", "-1"], "argument --num-hard: must be an integer >= 0, got -1"),
-        (["--num-hard", "0", "--num-random", "0"], "--num-hard + --num-random must be between 1"),
+        (
+            ["--loss", "bpr", "--num-hard", "0", "--num-random", "0"],
+            "--num-hard + --num-random must be between 1",
+        ),
         (
             ["--loss", "softmax", "--num-hard", "0"],
             "--num-hard (the softmax run's hard negatives per pair) must be between 1 and",
@@ -277,7 +280,7 @@ def test_3_a_diverging_run_stops_with_status_1_and_writes_nothing(
     # epoch's BPR scores overflow float32.
     status, out, err = run(
         capsys,
-        *quick(small, "--epochs", "3", "--lr", "1e30", "--reg", "0"),
+        *quick(small, "--loss", "bpr", "--epochs", "3", "--lr", "1e30", "--reg", "0"),
         *("--submission", str(submission), "--plot", str(plot)),
     )
     assert status == 1, err
@@ -301,9 +304,13 @@ def test_3_weights_that_turn_non_finite_stop_the_run(
         return result
 
     monkeypatch.setattr(torch.optim.Adam, "step", breaking_step)
-    status, _, err = run(capsys, *quick(small))
+    status, _, err = run(capsys, *quick(small, "--loss", "bpr"))
     assert status == 1
     one_line(err, "the hard run diverged in epoch 1: its weights are not finite")
+    # The softmax recipe's first form to train, when its form is chosen on validation.
+    status, _, err = run(capsys, *quick(small))
+    assert status == 1
+    one_line(err, "the hard:bilateral run diverged in epoch 1: its weights are not finite")
 
 
 @pytest.mark.usefixtures("no_training")
@@ -312,7 +319,7 @@ def test_3_a_loss_that_is_not_finite_at_the_first_step_is_refused_before_trainin
 ) -> None:
     assert_refused(
         capsys,
-        quick(small, "--init-std", "1e30"),
+        quick(small, "--loss", "bpr", "--init-std", "1e30"),
         "the hard run's first step gives a loss of nan (check --init-std)",
     )
 
@@ -642,8 +649,10 @@ def test_22_the_docs_promise_errors_before_any_training() -> None:
     [
         (["--dim", str(10**9)], "the hard run does not fit in memory (try a smaller --dim"),
         (
-            ["--loss", "softmax", "--num-negatives", str(10**12)],
-            "does not fit in memory (try a smaller --dim, --batch-size, --num-negatives",
+            # (A large --num-negatives would not do: past the catalogue every item is scored.)
+            ["--loss", "softmax", "--num-candidates", str(10**12)],
+            "does not fit in memory (try a smaller --dim, --batch-size, --num-negatives, "
+            "--num-candidates",
         ),
     ],
 )

@@ -16,7 +16,14 @@ import negsample
 from negsample.cli._command import TrainSettings
 from negsample.cli._data import DataOptions
 from negsample.cli._output import OutputError, check_output, plot_format, same_file
-from negsample.cli._recipes import LOSSES, SCHEDULES, SOFTMAX_NEG_WEIGHT, RunConfig, recipe
+from negsample.cli._recipes import (
+    LOSSES,
+    SCHEDULES,
+    SELECTIONS,
+    SOFTMAX_NEG_WEIGHT,
+    RunConfig,
+    recipe,
+)
 
 PROG = "negsample"
 FORMATS = ("auto", "lightgcn", "csv", "pickle", "pairs")
@@ -25,10 +32,8 @@ FORMATS = ("auto", "lightgcn", "csv", "pickle", "pairs")
 FILE_EPOCHS, BUILTIN_EPOCHS = 100, 20
 
 TRAIN_DESCRIPTION = """\
-Train matrix factorisation with hard or uniform negatives and report
-Recall/NDCG/MAP. Without --data: three 20-epoch runs on the built-in data
-(uniform BPR, hard BPR, the softmax recipe), compared at the end. The epoch
-is chosen on a validation split carved from the training pairs, never on --test.
+Train MF, report Recall/NDCG/MAP at the epoch chosen on a validation split.
+Default: the softmax recipe (--loss bpr: BPR). Without --data: 3 demo runs.
 """
 
 TRAIN_EPILOG = """\
@@ -88,6 +93,20 @@ class _Flag(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         setattr(namespace, self.dest, True)
+        _record(namespace, self.dest)
+
+
+class _FlagOff(_Flag):
+    """``store_false`` that records that the option was given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, False)
         _record(namespace, self.dest)
 
 
@@ -213,7 +232,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="hard, uniform, both (default: hard; built-in: 3 runs)",
     )
-    train.add_argument("--loss", choices=LOSSES, metavar="NAME", help="bpr, bce, softmax (bpr)")
+    train.add_argument("--loss", choices=LOSSES, metavar="NAME", help="softmax, bpr, bce (softmax)")
     train.add_argument("--dim", type=_positive_int, default=64, metavar="N", help="embedding size")
     train.add_argument(
         "--epochs",
@@ -255,17 +274,25 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="softmax: shared candidates",
     )
-    train.add_argument("--in-batch", action="store_true", help="softmax: add the batch's positives")
+    # On by default for the softmax loss: --in-batch is kept for commands written before.
+    train.add_argument("--in-batch", action=_Flag, default=None, help=argparse.SUPPRESS)
+    train.add_argument(
+        "--no-in-batch",
+        dest="in_batch",
+        action=_FlagOff,
+        default=None,
+        help="softmax: not the batch's positives",
+    )
     train.add_argument(
         "--neg-weight",
         type=float,
         metavar="X",
-        help=f"softmax: weight of the negatives' log-sum-exp ({SOFTMAX_NEG_WEIGHT})",
+        help="softmax: negatives' weight (1.22 or 1: chosen)",
     )
     train.add_argument(
         "--include-positive",
         action=_BooleanOption,
-        help="softmax: the positive in the normaliser (no)",
+        help="softmax: the positive in the normaliser (no with 1.22, yes with 1)",
     )
     train.add_argument(
         "--user-dropout",
@@ -281,12 +308,14 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--num-candidates",
         type=_positive_int,
-        default=10,
         metavar="M",
-        help="hard: candidates per row",
+        help="hard: candidates per row (bpr 10, softmax 64)",
     )
     train.add_argument(
-        "--num-hard", type=_non_negative_int, default=2, metavar="N", help="hard: top-scored kept"
+        "--num-hard",
+        type=_non_negative_int,
+        metavar="N",
+        help="hard: top-scored kept (bpr 2, softmax 4)",
     )
     train.add_argument(
         "--num-random",
@@ -305,11 +334,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--alpha", type=float, metavar="X", help="popularity exponent (0.75)")
     train.add_argument(
         "--selection",
-        default="topk",
-        choices=["topk", "softmax"],
+        choices=SELECTIONS,
         metavar="NAME",
-        help="hard part: topk, softmax",
+        help="hard part: topk, dns_mn, ahns, softmax (bpr) (topk)",
     )
+    train.add_argument("--top-n", type=_positive_int, metavar="N", help="dns_mn: among the top N")
     train.add_argument(
         "--temperature", type=float, metavar="T", help="softmax loss 0.1, selection 1"
     )
@@ -463,10 +492,8 @@ _RUN_OPTIONS: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
         "--loss bpr/bce (the softmax run's hard negatives are the --num-hard top-scored of "
         "--num-candidates)",
     ),
-    "selection": (
-        lambda run: _pairwise(run) and run.sampler == "hard",
-        "--sampler hard with --loss bpr/bce",
-    ),
+    "selection": (lambda run: run.sampler == "hard", "--sampler hard"),
+    "top_n": (lambda run: run.selection == "dns_mn", "--selection dns_mn"),
     "alpha": (lambda run: run.candidates == "popularity", "--candidates popularity"),
 }
 
@@ -507,6 +534,13 @@ def _check_options_apply(args: argparse.Namespace, given: set[str], runs: list[R
     selects = any(
         _pairwise(run) and run.sampler == "hard" and run.selection == "softmax" for run in runs
     )
+    if "selection" in given and args.selection == "softmax" and not selects:
+        raise UsageError(
+            "--selection softmax applies to --loss bpr/bce (the softmax run's hard part: "
+            "topk, dns_mn or ahns)"
+        )
+    if args.selection == "dns_mn" and args.top_n is None:
+        raise UsageError("--selection dns_mn needs --top-n N (draw among the top N candidates)")
     if "temperature" in given and selects and any(_softmax(run) for run in runs):
         # The built-in comparison with --selection softmax: the softmax run's loss and the
         # hard BPR run's selection would both take it.
@@ -516,10 +550,10 @@ def _check_options_apply(args: argparse.Namespace, given: set[str], runs: list[R
         )
 
 
-def _check_sizes(args: argparse.Namespace, runs: list[RunConfig]) -> None:
+def _check_sizes(runs: list[RunConfig]) -> None:
     """The negatives per row against the candidates, for the runs they apply to."""
-    hard, rand, candidates = args.num_hard, args.num_random, args.num_candidates
     for run in runs:
+        hard, rand, candidates = run.num_hard, run.num_random, run.num_candidates
         if _pairwise(run):
             if run.sampler == "hard" and not 1 <= hard + rand <= candidates:
                 raise UsageError(
@@ -536,6 +570,13 @@ def _check_sizes(args: argparse.Namespace, runs: list[RunConfig]) -> None:
                 f"--num-hard (the softmax run's hard negatives per pair) must be between 1 and "
                 f"--num-candidates {candidates}, got {hard}"
             )
+        if run.sampler == "hard" and run.top_n is not None:
+            low = max(1, hard)
+            if not low <= run.top_n <= candidates:
+                raise UsageError(
+                    f"--top-n must be between max(1, --num-hard) = {low} and --num-candidates "
+                    f"{candidates}, got {run.top_n}"
+                )
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -559,7 +600,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
     given: set[str] = getattr(args, GIVEN, set())
     _check_values(args)
     compare = args.data is None and args.sampler is None and args.loss is None
-    loss = args.loss or "bpr"
+    loss = args.loss or "softmax"
     common: dict[str, Any] = {
         name: getattr(args, name)
         for name in (
@@ -568,13 +609,10 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
             "patience",
             "batch_size",
             "num_negatives",
-            "in_batch",
-            "num_candidates",
-            "num_hard",
             "num_random",
             "candidates",
             "alpha",
-            "selection",
+            "top_n",
             "device",
             "seed",
             "time_budget",
@@ -595,14 +633,14 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         runs = [
             _recipe("bpr", "uniform", "uniform", args, tuning, common),
             _recipe("bpr", "hard", "hard", args, tuning, common),
-            _recipe("softmax", "uniform", "softmax", args, tuning, common),
+            _recipe("softmax", "hard", "softmax", args, tuning, common),
         ]
     else:
         sampler = args.sampler or ("both" if args.data is None else "hard")
         names = ["hard", "uniform"] if sampler == "both" else [sampler]
         runs = [_recipe(loss, name, name, args, tuning, common) for name in names]
     _check_options_apply(args, given, runs)
-    _check_sizes(args, runs)
+    _check_sizes(runs)
     if args.plot is not None:
         if args.valid_fraction == 0 and (args.test is None or args.eval_every is None):
             raise UsageError("--plot needs a validation split, or --test with --eval-every")
@@ -648,12 +686,28 @@ def _recipe(
     softmax = loss == "softmax"
     # The temperature is the softmax loss's, or else the softmax selection's.
     temperature = args.temperature if softmax or args.selection == "softmax" else None
+    selection = args.selection or "topk"
+    if softmax and selection == "softmax":
+        # The softmax run's hard part: its loss already has a temperature (refused if alone).
+        selection = "topk"
+    neg_weight = args.neg_weight if softmax else None
+    include_positive = args.include_positive if softmax else None
+    if softmax and neg_weight is None and include_positive is not None:
+        # The positive in the normaliser is the plain softmax; out of it, the bilateral one.
+        neg_weight = 1.0 if include_positive else SOFTMAX_NEG_WEIGHT
+    # Neither given: both forms train for a few epochs and the better on validation goes on.
+    choose = softmax and neg_weight is None and args.valid_fraction > 0
     return recipe(
         loss,
         reg=None if softmax else args.reg,
         temperature=temperature,
-        neg_weight=args.neg_weight if softmax else None,
-        include_positive=args.include_positive if softmax else None,
+        neg_weight=neg_weight,
+        include_positive=include_positive,
+        choose_softmax=choose,
+        num_candidates=args.num_candidates,
+        num_hard=args.num_hard,
+        in_batch=args.in_batch if softmax else None,
+        selection=selection,
         user_temperature=args.user_temperature and softmax,
         user_dropout=args.user_dropout if softmax else None,
         name=name,

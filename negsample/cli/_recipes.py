@@ -39,9 +39,16 @@ Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSSES = ("bce", "bpr", "softmax")
 # The softmax recipe's weight of the negatives (chosen on a validation split: docs/benchmarks).
 SOFTMAX_NEG_WEIGHT = 1.22
+# The softmax loss's two forms, (neg_weight, include_positive), that choose_softmax tries:
+# the bilateral one (best on Gowalla) and the plain one (best on a small dense dataset).
+SOFTMAX_FORMS = {"bilateral": (SOFTMAX_NEG_WEIGHT, False), "plain": (1.0, True)}
+# Epochs each form trains before the better on validation goes on (the order of the two
+# forms there was already their order at the end, on both datasets: docs/benchmarks).
+TRIAL_EPOCHS = 4
 Similarity = Literal["dot", "cosine"]
 Candidates = Literal["uniform", "popularity"]
-Selection = Literal["topk", "softmax"]
+Selection = Literal["topk", "softmax", "dns_mn", "ahns"]
+SELECTIONS = ("topk", "softmax", "dns_mn", "ahns")
 Schedule = Literal["constant", "cosine", "step"]
 SCHEDULES = ("constant", "cosine", "step")
 # "step": the rate is multiplied by STEP_FACTOR for the last STEP_FRACTION of the epochs.
@@ -71,6 +78,9 @@ class RunConfig:
     # --loss softmax: the weight of the negatives' log-sum-exp, the positive in the normaliser.
     neg_weight: float = 1.0
     include_positive: bool = True
+    # --loss softmax: train the two forms (SOFTMAX_FORMS) for TRIAL_EPOCHS, go on with the
+    # better on validation (neg_weight and include_positive are then the first form's).
+    choose_softmax: bool = False
     # --loss softmax: a temperature per user for the negatives, from its loss (Adap-tau).
     user_temperature: bool = False
     # --loss softmax: dropout on each batch row's user vector in training (one mask per row).
@@ -81,6 +91,7 @@ class RunConfig:
     candidates: Candidates = "uniform"
     alpha: float | None = None
     selection: Selection = "topk"
+    top_n: int | None = None  # --selection dns_mn: the hard part is drawn among the top N
     # --loss softmax: the loss's temperature; --selection softmax: the selection's.
     temperature: float | None = None
     device: str = "cpu"
@@ -110,15 +121,21 @@ def recipe(
     neg_weight: float | None = None,
     include_positive: bool | None = None,
     user_dropout: float | None = None,
+    num_candidates: int | None = None,
+    num_hard: int | None = None,
+    in_batch: bool | None = None,
     **options: Any,
 ) -> RunConfig:
     """The :class:`RunConfig` of ``loss`` with its defaults where an option is ``None``.
 
     BPR and BCE: Adam 5e-3, L2 weight 2e-2, dot scores, initial std 1e-1.
-    Softmax: Adam 1e-3, no L2 penalty, cosine scores at temperature 0.1,
-    initial std 1e-4, the negatives' log-sum-exp weighted 1.22 against the
-    positive, which is left out of the normaliser (the bilateral softmax loss
-    as its authors' code computes it; see the docs page "Softmax losses").
+    Hard negatives: 2 of 10 candidates (+ 2 random) for BPR and BCE, 4 of 64
+    for softmax. Softmax: 1024 shared candidates and the batch's positives,
+    Adam 1e-3, no L2 penalty, cosine scores at temperature 0.1, initial std
+    1e-4, the negatives' log-sum-exp weighted 1.22 against the positive,
+    which is left out of the normaliser (the bilateral softmax loss as its
+    authors' code computes it; see the docs page "Softmax losses"), or with
+    ``choose_softmax`` that form and the plain softmax tried on validation.
     BPR and BCE at a constant rate; softmax with ``lr_schedule="step"`` (the
     rate divided by 10 for the last quarter of ``epochs``, which won on the
     validation screens where ``"cosine"`` lost: docs/benchmarks).
@@ -139,6 +156,9 @@ def recipe(
         similarity=similarity,
         init_std=(1e-4 if similarity == "cosine" else 0.1) if init_std is None else init_std,
         temperature=temperature,
+        num_candidates=(64 if softmax else 10) if num_candidates is None else num_candidates,
+        num_hard=(4 if softmax else 2) if num_hard is None else num_hard,
+        in_batch=softmax if in_batch is None else in_batch,
         **options,
     )
 
@@ -168,6 +188,7 @@ def make_sampler(config: RunConfig, index: PositiveIndex) -> HardNegativeSampler
             config.num_random,
             selection=config.selection,
             temperature=config.temperature,
+            top_n=config.top_n,
             generator=config.seed,
             validate=False,
             candidates=config.candidates,
@@ -196,6 +217,9 @@ def row_sampler(
         config.num_candidates,
         config.num_hard,
         0,
+        # topk, dns_mn or ahns (--selection softmax is the pairwise losses' only).
+        selection=config.selection,
+        top_n=config.top_n,
         # Its own stream, apart from the shared candidates' (a 64-bit seed, wrapped).
         generator=(config.seed + 1) % 2**64,
         validate=False,
@@ -210,14 +234,36 @@ def pairwise_step(
     loss_fn = BPRLoss() if config.loss == "bpr" else BCELoss()
     reg = config.reg
 
+    # AHNS sets each row's hardness by its positive's score.
+    ahns = (
+        sampler
+        if isinstance(sampler, HardNegativeSampler) and sampler.selection == "ahns"
+        else None
+    )
+
     def step(users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
-        neg_items = sampler.sample(users, model)
+        if ahns is not None:
+            neg_items = ahns.sample(users, model, positives=pos_items)
+        else:
+            neg_items = sampler.sample(users, model)
         loss: torch.Tensor = loss_fn(
             scorer(users, pos_items), scorer(users.unsqueeze(1), neg_items)
         )
         return loss + reg * model.l2_regularization(users, pos_items, neg_items)
 
     return step, str(sampler)
+
+
+def scores_every_item(config: RunConfig, num_items: int) -> bool:
+    """Whether the softmax recipe scores every item instead of sampling candidates.
+
+    When the catalogue is no larger than the columns a sample would score (the
+    shared candidates, plus the batch's positives with ``in_batch``), the full
+    softmax is exact and cheaper: every item once, known positives masked,
+    nothing to correct.
+    """
+    columns = config.num_negatives + (config.batch_size if config.in_batch else 0)
+    return config.loss == "softmax" and num_items <= columns
 
 
 def user_vectors(model: MFModel, users: torch.Tensor, dropout: float) -> torch.Tensor:
@@ -252,15 +298,16 @@ def softmax_step(
     )
     hard = row_sampler(config, index)
     assert hard is None or isinstance(hard, HardNegativeSampler)
-    in_batch = config.in_batch
+    every_item = scores_every_item(config, index.num_items)
+    in_batch = config.in_batch and not every_item
     # The batch's candidates, masks and log_q in one call (conventions: docs "Softmax losses").
     candidate_sampler = CandidateSampler(
         index,
-        config.num_negatives,
+        "all" if every_item else config.num_negatives,
         in_batch=in_batch,
         hard=hard,
-        candidates=config.candidates,
-        alpha=config.alpha,
+        candidates="uniform" if every_item else config.candidates,
+        alpha=None if every_item else config.alpha,
         generator=config.seed,
         validate=False,
     )
@@ -328,9 +375,16 @@ def softmax_step(
             loss = loss_fn(pos_scores, neg_scores, log_q=log_q, mask=mask)
         return loss
 
-    parts = [str(candidate_sampler.shared)] + (["in-batch negatives"] if in_batch else [])
+    shared = f"all {index.num_items} items" if every_item else str(candidate_sampler.shared)
+    parts = [shared] + (["in-batch negatives"] if in_batch else [])
     if hard is not None:
-        parts.append(f"the {config.num_hard} top-scored of {config.num_candidates} per row")
+        m, n = config.num_candidates, config.num_hard
+        parts.append(
+            {
+                "dns_mn": f"{n} drawn among the top {config.top_n} of {m} per row (DNS(M, N))",
+                "ahns": f"the {n} of {m} per row closest to AHNS's target",
+            }.get(config.selection, f"the {n} top-scored of {m} per row")
+        )
     if user_temperature is not None:
         parts.append("a temperature per user for the negatives")
     if user_dropout:

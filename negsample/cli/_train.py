@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import torch
@@ -14,6 +14,8 @@ import torch
 from negsample import MFModel, PositiveIndex
 from negsample.cli._data import Data
 from negsample.cli._recipes import (
+    SOFTMAX_FORMS,
+    TRIAL_EPOCHS,
     RunConfig,
     learning_rate,
     make_model,
@@ -73,6 +75,130 @@ class Run:
     best_epoch: int  # the epoch whose weights the model holds: the best on validation, or the last
 
 
+class _Training:
+    """One run's training state, advanced epoch by epoch (see :func:`train`)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        data: Data,
+        *,
+        index: PositiveIndex,
+        epochs: int,
+        validate: bool,
+        test_curve: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.config, self.epochs, self.log = config, epochs, log
+        self.device = device = torch.device(config.device)
+        torch.manual_seed(config.seed)
+        self.index_d = index.to(device)
+        self.model = make_model(config, index, device)
+        self.optimizer = make_optimizer(self.model, config)
+        self.step, description = make_step(config, self.model, self.index_d)
+        log(f"[{config.name:>7}] {description}")
+        self.valid_d = data.valid.to(device) if validate and data.valid is not None else None
+        self.full_d = data.full.to(device)
+        self.test_d = data.test.to(device) if test_curve and data.test is not None else None
+        self.monitor = f"recall@{config.ks[0]}"
+        self.users_all, self.items_all = (t.to(device) for t in index.pairs())
+        self.order_gen = torch.Generator(device=device).manual_seed(config.seed)
+        self.num_batches = math.ceil(self.users_all.numel() / config.batch_size)
+        self.history: list[dict[str, float]] = []
+        self.best_score, self.best_epoch = -math.inf, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.spent = 0.0  # training seconds, counted against config.time_budget
+        self.out_of_time = False
+        self.stopped = False
+        self.step_no = 0
+
+    def run(self, until: int, *, evaluate_last: bool = False) -> None:
+        """Train epochs up to ``until`` (at most ``epochs``) unless stopped; evaluate the last."""
+        config, name = self.config, self.config.name
+        every = config.eval_every or 1
+        budget = config.time_budget
+        model, optimizer = self.model, self.optimizer
+        while not self.stopped and len(self.history) < min(until, self.epochs):
+            epoch = len(self.history) + 1
+            start = time.perf_counter()
+            order = torch.randperm(
+                self.users_all.numel(), generator=self.order_gen, device=self.device
+            )
+            total = torch.zeros((), device=self.device)
+            seen = 0  # pairs trained on this epoch (fewer when the time budget cuts it)
+            batches = progress(
+                torch.split(order, config.batch_size),
+                self.num_batches,
+                f"{name} {epoch}",
+                config.progress,
+            )
+            for batch in batches:
+                if config.lr_schedule != "constant":
+                    rate = learning_rate(config, self.step_no, self.num_batches)
+                    for group in optimizer.param_groups:
+                        group["lr"] = rate
+                self.step_no += 1
+                loss = self.step(self.users_all[batch], self.items_all[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                total += loss.detach() * batch.numel()
+                seen += batch.numel()
+                if budget is not None and self.spent + time.perf_counter() - start > budget:
+                    self.out_of_time = True
+                    break
+            seconds = time.perf_counter() - start
+            self.spent += seconds
+            row: dict[str, float] = {
+                "epoch": epoch,
+                "loss": float(total) / max(seen, 1),
+                "seconds": seconds,
+            }
+            reason = diverged(model, row["loss"])
+            if reason is not None:
+                # Metrics, a plot or a submission from these weights would be noise.
+                raise TrainingError(
+                    f"the {name} run diverged in epoch {epoch}: {reason} (a smaller --lr may "
+                    f"help); nothing was written"
+                )
+            self.stopped = self.out_of_time or epoch == self.epochs
+            last = self.stopped or (evaluate_last and epoch == until)
+            if self.valid_d is not None and (epoch % every == 0 or last):
+                row.update(evaluate(model, self.index_d, self.valid_d, ks=config.ks))
+                if row[self.monitor] > self.best_score:
+                    self.best_score, self.best_epoch = row[self.monitor], epoch
+                    self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                elif config.patience and epoch - self.best_epoch >= config.patience:
+                    self.stopped = True
+            if self.test_d is not None and epoch % every == 0:
+                test_metrics = evaluate(model, self.full_d, self.test_d, ks=config.ks)
+                row.update({f"test {k}": v for k, v in test_metrics.items()})
+            self.history.append(row)
+            metrics = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if "@" in k)
+            self.log(
+                f"[{name:>7}] epoch {epoch:3d}  loss {row['loss']:.4f}  {seconds:6.1f} s  {metrics}"
+            )
+            if self.out_of_time:
+                self.log(f"[{name:>7}] time budget of {budget:g} s spent in epoch {epoch}")
+
+    def result(self) -> Run:
+        """The run: the best epoch's weights restored when there is a validation split."""
+        name, history = self.config.name, self.history
+        if self.best_state is None:
+            return Run(self.config, self.model, history, len(history))
+        if not self.out_of_time and len(history) < self.epochs:
+            self.log(
+                f"[{name:>7}] stopped early: validation {self.monitor} has not improved for "
+                f"{len(history) - self.best_epoch} epochs"
+            )
+        self.model.load_state_dict(self.best_state)
+        self.log(
+            f"[{name:>7}] restored the weights of epoch {self.best_epoch}, chosen on the "
+            f"validation split ({self.monitor} {self.best_score:.4f})"
+        )
+        return Run(self.config, self.model, history, self.best_epoch)
+
+
 def train(
     config: RunConfig,
     data: Data,
@@ -88,97 +214,53 @@ def train(
     With ``validate``, evaluate on the validation split, stop early with
     ``config.patience`` and restore the best epoch's weights. With
     ``test_curve``, evaluate on the test file every ``config.eval_every``
-    epochs (never to choose).
+    epochs (never to choose). With ``config.choose_softmax`` (and
+    ``validate``), each of the softmax loss's forms trains for
+    ``TRIAL_EPOCHS`` epochs and the one with the better validation metric
+    goes on; the other's seconds count against the run's time budget.
     """
-    name = config.name
-    device = torch.device(config.device)
-    torch.manual_seed(config.seed)
-    index_d = index.to(device)
-    model = make_model(config, index, device)
-    optimizer = make_optimizer(model, config)
-    step, description = make_step(config, model, index_d)
-    log(f"[{name:>7}] {description}")
-    valid_d = data.valid.to(device) if validate and data.valid is not None else None
-    full_d = data.full.to(device)
-    test_d = data.test.to(device) if test_curve and data.test is not None else None
-    ks = config.ks
-    monitor = f"recall@{ks[0]}"
-    every = config.eval_every or 1
-    users_all, items_all = (t.to(device) for t in index.pairs())
-    order_gen = torch.Generator(device=device).manual_seed(config.seed)
-    num_batches = math.ceil(users_all.numel() / config.batch_size)
-    history: list[dict[str, float]] = []
-    best_score, best_epoch = -math.inf, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    spent = 0.0
-    budget = config.time_budget
-    out_of_time = False
-    step_no = 0
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        order = torch.randperm(users_all.numel(), generator=order_gen, device=device)
-        total = torch.zeros((), device=device)
-        seen = 0  # pairs trained on this epoch (fewer when the time budget cuts it)
-        batches = progress(
-            torch.split(order, config.batch_size), num_batches, f"{name} {epoch}", config.progress
+
+    def start(run_config: RunConfig) -> _Training:
+        return _Training(
+            run_config,
+            data,
+            index=index,
+            epochs=epochs,
+            validate=validate,
+            test_curve=test_curve,
+            log=log,
         )
-        for batch in batches:
-            if config.lr_schedule != "constant":
-                rate = learning_rate(config, step_no, num_batches)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-            step_no += 1
-            loss = step(users_all[batch], items_all[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            total += loss.detach() * batch.numel()
-            seen += batch.numel()
-            if budget is not None and spent + time.perf_counter() - start > budget:
-                out_of_time = True
-                break
-        seconds = time.perf_counter() - start
-        spent += seconds
-        row: dict[str, float] = {
-            "epoch": epoch,
-            "loss": float(total) / max(seen, 1),
-            "seconds": seconds,
-        }
-        reason = diverged(model, row["loss"])
-        if reason is not None:
-            # Metrics, a plot or a submission from these weights would be noise.
-            raise TrainingError(
-                f"the {name} run diverged in epoch {epoch}: {reason} (a smaller --lr may help); "
-                f"nothing was written"
-            )
-        stop = out_of_time
-        if valid_d is not None and (epoch % every == 0 or epoch == epochs or out_of_time):
-            row.update(evaluate(model, index_d, valid_d, ks=ks))
-            if row[monitor] > best_score:
-                best_score, best_epoch = row[monitor], epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            elif config.patience and epoch - best_epoch >= config.patience:
-                stop = True
-        if test_d is not None and epoch % every == 0:
-            test_metrics = evaluate(model, full_d, test_d, ks=ks)
-            row.update({f"test {k}": v for k, v in test_metrics.items()})
-        history.append(row)
-        metrics = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if "@" in k)
-        log(f"[{name:>7}] epoch {epoch:3d}  loss {row['loss']:.4f}  {seconds:6.1f} s  {metrics}")
-        if out_of_time:
-            log(f"[{name:>7}] time budget of {budget:g} s spent in epoch {epoch}")
-        if stop:
-            break
-    if best_state is None:
-        return Run(config, model, history, len(history))
-    if not out_of_time and len(history) < epochs:
-        log(
-            f"[{name:>7}] stopped early: validation {monitor} has not improved for "
-            f"{len(history) - best_epoch} epochs"
+
+    if not (config.choose_softmax and validate and data.valid is not None):
+        training = start(replace(config, choose_softmax=False))
+        training.run(epochs)
+        return training.result()
+    trials = {}
+    for form, (neg_weight, include_positive) in SOFTMAX_FORMS.items():
+        trial = replace(
+            config,
+            name=f"{config.name}:{form}",
+            neg_weight=neg_weight,
+            include_positive=include_positive,
+            choose_softmax=False,
         )
-    model.load_state_dict(best_state)
+        trials[form] = start(trial)
+        trials[form].run(TRIAL_EPOCHS, evaluate_last=True)
+    monitor = f"recall@{config.ks[0]}"
+    scores = {form: t.history[-1].get(monitor, -math.inf) for form, t in trials.items()}
+    chosen = max(scores, key=lambda form: scores[form])  # a tie keeps the first form
+    winner = trials[chosen]
+    epochs_run = len(winner.history)
     log(
-        f"[{name:>7}] restored the weights of epoch {best_epoch}, chosen on the validation split "
-        f"({monitor} {best_score:.4f})"
+        f"[{config.name:>7}] the softmax loss's forms on validation after {epochs_run} epochs: "
+        + ", ".join(
+            f"{form} (weight {w:g}, positive {'in' if p else 'out'}) {monitor} {scores[form]:.4f}"
+            for form, (w, p) in SOFTMAX_FORMS.items()
+        )
+        + f"; going on with {chosen}"
     )
-    return Run(config, model, history, best_epoch)
+    winner.spent += sum(t.spent for form, t in trials.items() if form != chosen)
+    winner.config = replace(winner.config, name=config.name)
+    del trials  # the other form's model and optimizer
+    winner.run(epochs)
+    return winner.result()

@@ -1,0 +1,177 @@
+"""The command's default recipe: the softmax loss's form chosen on validation, sizes, options."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from negsample.cli import main
+from negsample.cli._parser import UsageError, build_parser, train_settings
+from negsample.cli._recipes import SOFTMAX_FORMS, TRIAL_EPOCHS, scores_every_item
+from negsample.data import synthetic_dataset
+
+
+def settings_of(*args: str):  # type: ignore[no-untyped-def]
+    return train_settings(build_parser().parse_args(["train", *args]))
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    index = synthetic_dataset(120, 400, interactions_per_user=12, seed=3)
+    path = tmp_path / "train.txt"
+    lines = [" ".join(map(str, [u, *index.positives(u).tolist()])) for u in range(120)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def epoch_losses(out: str, name: str) -> dict[int, str]:
+    """Epoch -> the loss as printed, for the log lines of the run called ``name``."""
+    pattern = rf"^\[\s*{re.escape(name)}\] epoch\s+(\d+)  loss (\S+)"
+    return {int(e): loss for e, loss in re.findall(pattern, out, flags=re.MULTILINE)}
+
+
+def test_on_a_file_the_default_is_the_softmax_recipe_with_its_form_chosen() -> None:
+    (run,) = settings_of("--data", "x.txt").runs
+    assert (run.loss, run.sampler, run.in_batch, run.num_negatives) == (
+        "softmax",
+        "hard",
+        True,
+        1024,
+    )
+    assert (run.num_candidates, run.num_hard, run.selection) == (64, 4, "topk")
+    assert run.choose_softmax
+    # --loss bpr: the BPR recipe, its hard sampler's own sizes, no form to choose.
+    (bpr,) = settings_of("--data", "x.txt", "--loss", "bpr").runs
+    assert (bpr.num_candidates, bpr.num_hard, bpr.num_random, bpr.in_batch) == (10, 2, 2, False)
+    assert not bpr.choose_softmax
+
+
+@pytest.mark.parametrize(
+    ("args", "form"),
+    [
+        (["--include-positive"], (1.0, True)),
+        (["--no-include-positive"], (1.22, False)),
+        (["--neg-weight", "1.5"], (1.5, False)),
+        (["--neg-weight", "1.5", "--include-positive"], (1.5, True)),
+        (["--valid-fraction", "0"], (1.22, False)),  # nothing to choose on
+    ],
+)
+def test_a_form_given_or_no_validation_split_is_not_chosen(
+    args: list[str], form: tuple[float, bool]
+) -> None:
+    (run,) = settings_of("--data", "x.txt", *args).runs
+    assert (run.neg_weight, run.include_positive, run.choose_softmax) == (*form, False)
+
+
+def test_the_forms_tried_are_the_bilateral_then_the_plain_softmax() -> None:
+    assert SOFTMAX_FORMS == {"bilateral": (1.22, False), "plain": (1.0, True)}
+
+
+def test_the_chosen_form_trains_on_as_if_it_had_been_chosen_from_the_start(
+    capsys: pytest.CaptureFixture[str], data_file: Path
+) -> None:
+    common = ["train", "--data", str(data_file), "--epochs", "6", "--ks", "10", "--patience", "0"]
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    match = re.search(
+        r"\[\s*hard\] the softmax loss's forms on validation after (\d+) epochs: "
+        r"bilateral \(weight 1.22, positive out\) recall@10 ([\d.]+), "
+        r"plain \(weight 1, positive in\) recall@10 ([\d.]+); going on with (\w+)",
+        out,
+    )
+    assert match is not None, out
+    epochs, bilateral, plain, chosen = match.groups()
+    assert int(epochs) == TRIAL_EPOCHS
+    # The better on validation goes on (a tie keeps the bilateral form).
+    assert chosen == ("plain" if float(plain) > float(bilateral) else "bilateral"), out
+    trial = epoch_losses(out, f"hard:{chosen}")
+    after = epoch_losses(out, "hard")
+    assert sorted(trial) == [1, 2, 3, 4] and sorted(after) == [5, 6], out
+    # The same form, given: the same losses epoch by epoch (same seeds, nothing else trained).
+    weight, include = SOFTMAX_FORMS[chosen]
+    fixed = [
+        "--neg-weight",
+        str(weight),
+        "--include-positive" if include else "--no-include-positive",
+    ]
+    assert main([*common, *fixed]) == 0
+    alone = epoch_losses(capsys.readouterr().out, "hard")
+    assert alone == {**trial, **after}
+
+
+def test_a_catalogue_smaller_than_the_sample_is_scored_whole(
+    capsys: pytest.CaptureFixture[str], data_file: Path
+) -> None:
+    (run,) = settings_of("--data", "x.txt").runs
+    assert scores_every_item(run, 1024 + 2048) and not scores_every_item(run, 1024 + 2048 + 1)
+    (no_batch,) = settings_of("--data", "x.txt", "--no-in-batch").runs
+    assert scores_every_item(no_batch, 1024) and not scores_every_item(no_batch, 1025)
+    status = main(["train", "--data", str(data_file), "--epochs", "1", "--valid-fraction", "0"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "train: PositiveIndex(num_users=120, num_items=341," in out, out
+    assert "over all 341 items + the 4 top-scored of 64 per row" in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "selection", "top_n"),
+    [
+        (["--selection", "dns_mn", "--top-n", "8"], "dns_mn", 8),
+        (["--selection", "ahns"], "ahns", None),
+        (["--loss", "bpr", "--selection", "dns_mn", "--top-n", "3"], "dns_mn", 3),
+        (["--loss", "bpr", "--selection", "softmax"], "softmax", None),
+    ],
+)
+def test_selection_modes_reach_the_hard_part(
+    args: list[str], selection: str, top_n: int | None
+) -> None:
+    (run,) = settings_of("--data", "x.txt", *args).runs
+    assert (run.selection, run.top_n) == (selection, top_n)
+
+
+def test_in_the_demo_selection_softmax_is_the_bpr_run_s_and_the_softmax_run_keeps_topk() -> None:
+    runs = settings_of("--selection", "softmax").runs
+    assert [(r.name, r.selection) for r in runs] == [
+        ("uniform", "softmax"),
+        ("hard", "softmax"),
+        ("softmax", "topk"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--selection", "softmax"], "--selection softmax applies to --loss bpr/bce"),
+        (["--selection", "dns_mn"], "--selection dns_mn needs --top-n N"),
+        (["--top-n", "3"], "--top-n applies to --selection dns_mn"),
+        (
+            ["--selection", "dns_mn", "--top-n", "65"],
+            "--top-n must be between max(1, --num-hard) = 4 and --num-candidates 64, got 65",
+        ),
+        (
+            ["--loss", "bpr", "--selection", "dns_mn", "--top-n", "1"],
+            "--top-n must be between max(1, --num-hard) = 2 and --num-candidates 10, got 1",
+        ),
+        (["--loss", "bpr", "--no-in-batch"], "--in-batch applies to --loss softmax"),
+    ],
+)
+def test_bad_selection_options_are_refused(args: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        settings_of("--data", "x.txt", *args)
+
+
+@pytest.mark.parametrize(
+    "selection", [["--selection", "dns_mn", "--top-n", "6"], ["--selection", "ahns"]]
+)
+def test_the_softmax_recipe_trains_with_an_adaptive_hard_part(
+    capsys: pytest.CaptureFixture[str], data_file: Path, selection: list[str]
+) -> None:
+    status = main(
+        ["train", "--data", str(data_file), "--epochs", "1", "--valid-fraction", "0", *selection]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    expected = "4 drawn among the top 6 of 64" if "dns_mn" in selection else "closest to AHNS"
+    assert expected in out, out
