@@ -119,8 +119,8 @@ class MFModel(nn.Module):
     :class:`~negsample.BCELoss`), ``similarity="dot"``, ``init_std=0.1``,
     ``torch.optim.Adam(lr=5e-3)`` and ``2e-2 * model.l2_regularization(...)``
     added to the loss; for :class:`~negsample.SampledSoftmaxLoss` (temperature
-    0.1, ``neg_weight=1.22, include_positive=False``),
-    ``similarity="cosine"``, ``init_std=1e-4``, Adam ``lr=1e-3`` and no L2
+    0.1, ``neg_weight=1.22, include_positive=False`` or the plain form),
+    ``similarity="cosine"``, ``init_std=1e-2``, Adam ``lr=1e-3`` and no L2
     penalty. With BPR, ``lr=1e-3`` and a weight of ``1e-4`` left Recall@20
     near that of a random ranking after 3 epochs in one user's report.
 

@@ -127,7 +127,7 @@ def test_train_help_fits_a_screen_shows_defaults_and_no_allocator_talk(
     ):
         line = next(line for line in out.splitlines() if line.strip().startswith(option + " "))
         if option == "--epochs":  # two defaults: a data file's and the built-in data's
-            assert "(100; built-in data: 20)" in line, out
+            assert "(100; built-in: 20, softmax 10)" in line, out
         else:
             assert "(default: " in line, (option, out)
     # The per-loss defaults are stated in the help rather than as one default.
@@ -262,7 +262,7 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
         0.1,
         None,
     )
-    assert softmax == recipe("softmax", name="softmax", epochs=20, choose_softmax=True)
+    assert softmax == recipe("softmax", name="softmax", epochs=10, choose_softmax=True)
     # The softmax recipe's candidates: 1024 shared, in-batch, the 4 top-scored of 64.
     assert (softmax.num_negatives, softmax.in_batch, softmax.num_candidates) == (1024, True, 64)
     assert (softmax.num_hard, bpr.num_candidates, bpr.num_hard, bpr.in_batch) == (4, 10, 2, False)
@@ -285,8 +285,10 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
     assert [r.name for r in settings_of("--loss", "bpr").runs] == ["hard", "uniform"]
     assert [r.name for r in settings_of("--sampler", "hard").runs] == ["hard"]
     assert [r.name for r in settings_of("--data", "x.txt").runs] == ["hard"]
-    # Epochs: 20 on the built-in data (the demo fits a minute), 100 on a file, or as asked.
-    assert {r.epochs for r in settings.runs} == {20}
+    # Epochs: 20 on the built-in data (10 for the softmax recipe, about 8x a BPR epoch
+    # there), 100 on a file, or as asked.
+    assert [r.epochs for r in settings.runs] == [20, 20, 10]
+    assert [r.epochs for r in settings_of("--loss", "softmax").runs] == [10, 10]
     assert {r.epochs for r in settings_of("--data", "x.txt").runs} == {100}
     assert {r.epochs for r in settings_of("--epochs", "7").runs} == {7}
     assert {r.epochs for r in settings_of("--data", "x.txt", "--epochs", "7").runs} == {7}

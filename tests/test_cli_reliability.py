@@ -447,7 +447,14 @@ def test_11_empty_training_files_say_the_file_has_no_pairs(
             "--num-candidates applies to --sampler hard",
         ),
         (["--sampler", "uniform", "--num-candidates", "30"], "--num-candidates applies to"),
-        (["--loss", "softmax", "--selection", "softmax"], "--selection applies to --sampler hard"),
+        (
+            ["--loss", "softmax", "--selection", "softmax"],
+            "--selection softmax applies to --loss bpr/bce",
+        ),
+        (
+            ["--loss", "softmax", "--sampler", "uniform", "--selection", "ahns"],
+            "--selection applies to --sampler hard",
+        ),
         (
             ["--sampler", "uniform", "--selection", "softmax"],
             "--selection applies to --sampler hard",
@@ -503,10 +510,11 @@ def settings_of(*args: str) -> Any:
 def test_9_options_that_apply_to_one_of_the_built_in_runs_are_accepted() -> None:
     # The built-in comparison trains uniform BPR, hard BPR and the softmax recipe.
     runs = settings_of("--num-negatives", "64", "--num-random", "1", "--selection", "softmax").runs
+    # --selection softmax is the BPR runs' (the softmax run's hard part keeps the top-k).
     assert [(r.name, r.num_negatives, r.num_random, r.selection) for r in runs] == [
         ("uniform", 64, 1, "softmax"),
         ("hard", 64, 1, "softmax"),
-        ("softmax", 64, 1, "softmax"),
+        ("softmax", 64, 1, "topk"),
     ]
     # --num-hard + --num-random is the uniform BPR run's count of negatives.
     (uniform,) = settings_of("--loss", "bpr", "--sampler", "uniform", "--num-hard", "3").runs

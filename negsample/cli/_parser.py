@@ -7,6 +7,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,8 +29,9 @@ from negsample.cli._recipes import (
 PROG = "negsample"
 FORMATS = ("auto", "lightgcn", "csv", "pickle", "pairs")
 # Most epochs per run: on a data file, and on the built-in data, where the three runs of
-# the demo then take under a minute of one core (docs/benchmarks: the built-in demo dataset).
-FILE_EPOCHS, BUILTIN_EPOCHS = 100, 20
+# the demo then take about a minute of one core (docs/benchmarks: the built-in demo dataset):
+# the softmax recipe, about 8x a BPR epoch there, passes them in half the epochs.
+FILE_EPOCHS, BUILTIN_EPOCHS, BUILTIN_SOFTMAX_EPOCHS = 100, 20, 10
 
 TRAIN_DESCRIPTION = """\
 Train MF, report Recall/NDCG/MAP at the epoch chosen on a validation split.
@@ -238,7 +240,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         type=_positive_int,
         metavar="N",
-        help=f"most epochs per run ({FILE_EPOCHS}; built-in data: {BUILTIN_EPOCHS})",
+        help=f"most epochs ({FILE_EPOCHS}; built-in: {BUILTIN_EPOCHS}, "
+        f"softmax {BUILTIN_SOFTMAX_EPOCHS})",
     )
     train.add_argument(
         "--patience",
@@ -265,7 +268,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="dot, cosine (bpr dot, softmax cosine)",
     )
     train.add_argument(
-        "--init-std", type=float, metavar="X", help="initial std (dot 0.1, cosine 1e-4)"
+        "--init-std", type=float, metavar="X", help="initial std (dot 0.1, cosine 1e-2)"
     )
     train.add_argument(
         "--num-negatives",
@@ -639,6 +642,11 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         sampler = args.sampler or ("both" if args.data is None else "hard")
         names = ["hard", "uniform"] if sampler == "both" else [sampler]
         runs = [_recipe(loss, name, name, args, tuning, common) for name in names]
+    if args.epochs is None and args.data is None:
+        runs = [
+            replace(run, epochs=BUILTIN_SOFTMAX_EPOCHS) if run.loss == "softmax" else run
+            for run in runs
+        ]
     _check_options_apply(args, given, runs)
     _check_sizes(runs)
     if args.plot is not None:
