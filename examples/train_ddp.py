@@ -14,7 +14,9 @@ ranks. Each rank samples with its own generator, seeded from ``(seed, rank)``
 command, built by the same code (``negsample.cli``'s ``recipe``, ``make_step``
 and ``make_optimizer``): ``--loss bpr|bce|softmax`` with each loss's default
 learning rate and L2 weight (BPR/BCE: Adam 5e-3, L2 2e-2; softmax: Adam 1e-3 over
-``--num-negatives`` shared candidates, cosine scores at temperature 0.1). Rank 0
+``--num-negatives`` shared candidates alone, cosine scores at temperature 0.1,
+without the in-batch and hard negatives of the command's default recipe); BPR is
+this script's default. Rank 0
 evaluates on a validation split carved from the training pairs after every
 epoch; training stops once validation Recall@K (the first ``--ks``) has not
 improved for ``--patience`` epochs, rank 0 restores the best epoch's weights

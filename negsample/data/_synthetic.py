@@ -56,8 +56,9 @@ def synthetic_dataset(
 
     The defaults are shaped after Gowalla (the tutorial's "How the defaults
     compare with Gowalla" has the degree and popularity statistics), small
-    enough that the three recipes of ``negsample train`` (20 epochs each on
-    the built-in data) take under a minute of one CPU core together, and they
+    enough that the three recipes of ``negsample train`` (20 epochs for each
+    BPR run, 10 for the softmax recipe) take about a minute of one CPU core
+    together, and they
     rank uniform BPR below hard BPR below the softmax recipe, as Gowalla does,
     each gap larger than the spread over training seeds (see the docs'
     benchmarks page, "The built-in demo dataset").
