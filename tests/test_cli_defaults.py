@@ -155,7 +155,9 @@ def test_in_the_demo_selection_softmax_is_the_bpr_run_s_and_the_softmax_run_keep
             ["--loss", "bpr", "--selection", "dns_mn", "--top-n", "1"],
             "--top-n must be between max(1, --num-hard) = 2 and --num-candidates 10, got 1",
         ),
-        (["--loss", "bpr", "--no-in-batch"], "--in-batch applies to --loss softmax"),
+        (["--loss", "bpr", "--no-in-batch"], "--no-in-batch applies to --loss softmax"),
+        (["--loss", "bpr", "--in-batch"], "--in-batch applies to --loss softmax"),
+        (["--loss", "bpr", "--no-include-positive"], "--no-include-positive applies to"),
     ],
 )
 def test_bad_selection_options_are_refused(args: list[str], message: str) -> None:

@@ -507,7 +507,9 @@ def _check_options_apply(args: argparse.Namespace, given: set[str], runs: list[R
     """Refuse an option given where it does nothing."""
 
     def option(dest: str) -> str:
-        return "--" + dest.replace("_", "-")
+        flag = "--" + dest.replace("_", "-")
+        # --no-in-batch and --no-include-positive store False in their option's dest.
+        return flag.replace("--", "--no-", 1) if getattr(args, dest, None) is False else flag
 
     if args.data is not None and args.test is not None and same_file(args.data, args.test):
         # Its pairs would all be training pairs, which rankings leave out: nothing to hit.
