@@ -178,3 +178,65 @@ def test_the_softmax_recipe_trains_with_an_adaptive_hard_part(
     assert status == 0, out
     expected = "4 drawn among the top 6 of 64" if "dns_mn" in selection else "closest to AHNS"
     assert expected in out, out
+
+
+def test_slatk_is_a_softmax_option_and_not_with_the_user_temperature() -> None:
+    (run,) = settings_of("--data", "x.txt", "--slatk", "20").runs
+    assert run.slatk == 20
+    with pytest.raises(UsageError, match="--slatk applies to --loss softmax"):
+        settings_of("--data", "x.txt", "--loss", "bpr", "--slatk", "20")
+    with pytest.raises(UsageError, match="--slatk and --user-temperature both reweight"):
+        settings_of("--data", "x.txt", "--slatk", "20", "--user-temperature")
+
+
+def test_the_slatk_step_is_the_public_loss_with_thresholds_estimated_every_few_epochs() -> None:
+    # The command's step with --slatk against a loop written with the public API: the plain
+    # softmax (thresholds -inf, weight 1) for SLATK_EVERY epochs, then SoftmaxAtKLoss with the
+    # thresholds of estimate_topk_thresholds (same seeds: the same candidates and estimates).
+    import math
+
+    import torch
+
+    from negsample import (
+        CandidateSampler,
+        HardNegativeSampler,
+        MFModel,
+        PositiveIndex,
+        SoftmaxAtKLoss,
+        estimate_topk_thresholds,
+    )
+    from negsample.cli._recipes import SLATK_CANDIDATES, SLATK_EVERY, make_step, recipe
+
+    index = PositiveIndex.from_dict(
+        {u: [u % 11, (u * 3 + 1) % 11, 12 + u % 5] for u in range(30)}, num_items=200
+    )
+    users, items = index.pairs()  # 90 pairs: one step per epoch
+    config = recipe("softmax", slatk=5, num_negatives=20, num_candidates=8, seed=5, batch_size=90)
+    torch.manual_seed(0)
+    model = MFModel(30, 200, 8, similarity="cosine", init_std=0.1)
+    step, description = make_step(config, model, index)
+    assert "the SL@K weight at top 5" in description
+    command = [step(users, items).item() for _ in range(SLATK_EVERY + 2)]
+
+    hard = HardNegativeSampler(index, 8, num_hard=4, num_random=0, generator=6)
+    sampler = CandidateSampler(index, 20, in_batch=True, hard=hard, generator=5)
+    loss_fn = SoftmaxAtKLoss(0.1, 1.0, neg_weight=1.22, include_positive=False)
+    thresholds = torch.full((30,), -math.inf)
+    mine = []
+    for epoch in range(SLATK_EVERY + 2):
+        if epoch == SLATK_EVERY:
+            thresholds = estimate_topk_thresholds(model, index, 5, SLATK_CANDIDATES, generator=7)
+            assert bool(torch.isfinite(thresholds).all())
+        cands = sampler.sample(users, items, model)
+        vectors = model.candidate_vectors(users, items, cands.items, cands.row_items)
+        loss = loss_fn.from_vectors(
+            *vectors, thresholds=thresholds[users], log_q=cands.log_q, mask=cands.mask
+        )
+        mine.append(loss.item())
+        if epoch == SLATK_EVERY:
+            # The same candidates without the weight: the estimate changed the loss.
+            plain = loss_fn.from_vectors(
+                *vectors, thresholds=-math.inf, log_q=cands.log_q, mask=cands.mask
+            )
+            assert plain.item() != pytest.approx(loss.item(), rel=1e-3)
+    assert mine == pytest.approx(command, rel=1e-6)

@@ -295,13 +295,16 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--include-positive",
         action=_BooleanOption,
-        help="softmax: the positive in the normaliser (no with 1.22, yes with 1)",
+        help="softmax: positive in the normaliser (no with 1.22)",
     )
     train.add_argument(
         "--user-dropout",
         type=float,
         metavar="P",
         help="softmax: dropout on the user vectors (0)",
+    )
+    train.add_argument(
+        "--slatk", type=_positive_int, metavar="K", help="softmax: SL@K weight, top K (off)"
     )
     train.add_argument(
         "--user-temperature",
@@ -481,6 +484,7 @@ _RUN_OPTIONS: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
     "include_positive": (_softmax, "--loss softmax"),
     "user_dropout": (_softmax, "--loss softmax"),
     "user_temperature": (_softmax, "--loss softmax"),
+    "slatk": (_softmax, "--loss softmax"),
     "temperature": (
         lambda run: _softmax(run) or (run.sampler == "hard" and run.selection == "softmax"),
         "--loss softmax or --selection softmax",
@@ -544,6 +548,8 @@ def _check_options_apply(args: argparse.Namespace, given: set[str], runs: list[R
             "--selection softmax applies to --loss bpr/bce (the softmax run's hard part: "
             "topk, dns_mn or ahns)"
         )
+    if args.slatk is not None and args.user_temperature:
+        raise UsageError("--slatk and --user-temperature both reweight the loss: choose one")
     if args.selection == "dns_mn" and args.top_n is None:
         raise UsageError("--selection dns_mn needs --top-n N (draw among the top N candidates)")
     if "temperature" in given and selects and any(_softmax(run) for run in runs):
@@ -720,6 +726,7 @@ def _recipe(
         selection=selection,
         user_temperature=args.user_temperature and softmax,
         user_dropout=args.user_dropout if softmax else None,
+        slatk=args.slatk if softmax else None,
         name=name,
         sampler=sampler,
         **tuning,

@@ -25,7 +25,9 @@ from negsample import (
     MFModel,
     PositiveIndex,
     SampledSoftmaxLoss,
+    SoftmaxAtKLoss,
     UniformSampler,
+    estimate_topk_thresholds,
     functional,
 )
 from negsample.cli._adaptive import UserTemperature
@@ -42,6 +44,9 @@ SOFTMAX_NEG_WEIGHT = 1.22
 # The softmax loss's two forms, (neg_weight, include_positive), that choose_softmax tries:
 # the bilateral one (best on Gowalla) and the plain one (best on a small dense dataset).
 SOFTMAX_FORMS = {"bilateral": (SOFTMAX_NEG_WEIGHT, False), "plain": (1.0, True)}
+# SL@K (--slatk K) as its authors' runs set it: the weight's temperature, the epochs between
+# two estimates of the thresholds (no weight before the first), the candidates per user.
+SLATK_TEMPERATURE, SLATK_EVERY, SLATK_CANDIDATES = 1.0, 5, 1000
 # Epochs each form trains before the better on validation goes on (from epoch 2 on, the
 # order of the two forms was already their order at the end, on both datasets:
 # docs/benchmarks).
@@ -86,6 +91,9 @@ class RunConfig:
     user_temperature: bool = False
     # --loss softmax: dropout on each batch row's user vector in training (one mask per row).
     user_dropout: float = 0.0
+    # --loss softmax: SL@K, each row's loss weighted by sigmoid((s+ - beta_u) / SLATK_TEMPERATURE),
+    # beta_u user u's top-slatk threshold, estimated every SLATK_EVERY epochs (None: off).
+    slatk: int | None = None
     num_candidates: int = 10
     num_hard: int = 2
     num_random: int = 2
@@ -318,6 +326,9 @@ def softmax_step(
         user_temperature = UserTemperature(index.num_users, steps_per_epoch, index.device)
     user_dropout = config.user_dropout
     by_vectors = scorer is model
+    slatk = None
+    if config.slatk is not None:
+        slatk = _SoftmaxAtK(config, model, index, loss_fn)
     if user_dropout and not by_vectors:
         # The dropped-out vectors bypass the scorer (e.g. a DistributedDataParallel wrapper,
         # whose forward must run for its gradients to be reduced).
@@ -363,6 +374,20 @@ def softmax_step(
                     )
             user_temperature.record(users, at_one)
         loss: torch.Tensor
+        if slatk is not None:
+            thresholds = slatk.thresholds_of(users)
+            if by_vectors:
+                return slatk.loss_fn.from_vectors(
+                    pos_scores,
+                    user_vecs,
+                    item_vecs,
+                    hard_vecs,
+                    thresholds=thresholds,
+                    log_q=log_q,
+                    mask=mask,
+                )
+            loss = slatk.loss_fn(pos_scores, neg_scores, thresholds, log_q=log_q, mask=mask)
+            return loss
         if by_vectors:
             # The negatives of user u at temperature T / r_u, the positive at T: the
             # negatives' scores <r_u e_u, e_i> come from the scaled user vector.
@@ -390,7 +415,48 @@ def softmax_step(
         parts.append("a temperature per user for the negatives")
     if user_dropout:
         parts.append(f"dropout {user_dropout:g} on the user vectors")
+    if slatk is not None:
+        parts.append(
+            f"the SL@K weight at top {config.slatk} (thresholds every {SLATK_EVERY} epochs)"
+        )
     return step, f"{loss_fn} over " + " + ".join(parts)
+
+
+class _SoftmaxAtK:
+    """SL@K's loss and per-user thresholds for the softmax step (``--slatk K``).
+
+    The thresholds start at ``-inf`` (weight 1: the plain loss, the authors'
+    warm-up) and are re-estimated from ``SLATK_CANDIDATES`` uniform
+    non-positives and every positive of each user
+    (:func:`~negsample.estimate_topk_thresholds`) at the start of every
+    ``SLATK_EVERY``-th epoch after the first, then held fixed.
+    """
+
+    def __init__(
+        self, config: RunConfig, model: MFModel, index: PositiveIndex, loss: SampledSoftmaxLoss
+    ) -> None:
+        assert config.slatk is not None
+        self.k, self.model, self.index = config.slatk, model, index
+        self.loss_fn = SoftmaxAtKLoss(
+            loss.temperature,
+            SLATK_TEMPERATURE,
+            neg_weight=loss.neg_weight,
+            include_positive=loss.include_positive,
+        )
+        self.every = SLATK_EVERY * math.ceil(index.num_interactions / config.batch_size)
+        self.steps = 0
+        # Its own stream (a 64-bit seed, wrapped), apart from the samplers'.
+        self.generator = (config.seed + 2) % 2**64
+        self.thresholds = torch.full((index.num_users,), -math.inf, device=index.device)
+
+    def thresholds_of(self, users: torch.Tensor) -> torch.Tensor:
+        """The batch's thresholds, re-estimated first when this step starts such an epoch."""
+        if self.steps and self.steps % self.every == 0:
+            self.thresholds = estimate_topk_thresholds(
+                self.model, self.index, self.k, SLATK_CANDIDATES, generator=self.generator
+            ).to(self.thresholds.dtype)
+        self.steps += 1
+        return self.thresholds[users]
 
 
 def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
