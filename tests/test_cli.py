@@ -164,7 +164,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["--loss", "softmax", "--reg", "0.01"], "--reg applies to --loss bpr/bce"),
         (["--loss", "bpr", "--in-batch"], "--in-batch applies to --loss softmax"),
         (["--loss", "bpr", "--neg-weight", "1.5"], "--neg-weight applies to --loss softmax"),
-        (["--loss", "bce", "--no-include-positive"], "--include-positive applies to --loss"),
+        (["--loss", "bce", "--no-include-positive"], "--no-include-positive applies to --loss"),
         (["--loss", "softmax", "--neg-weight", "0"], "--neg-weight must be a finite number > 0"),
         (["--loss", "softmax", "--neg-weight", "nan"], "--neg-weight must be a finite number"),
         (["--lr-schedule", "linear"], "argument --lr-schedule: invalid choice: 'linear'"),
