@@ -73,18 +73,25 @@ class _Store(argparse.Action):
 
 
 class _Flag(argparse.Action):
-    """``store_true`` that records that the option was given."""
+    """``store_true`` (``const=False``: ``store_false``) that records that the option was given."""
 
     def __init__(
         self,
         option_strings: Sequence[str],
         dest: str,
-        default: bool = False,
+        const: bool = True,
+        default: bool | None = False,
         required: bool = False,
         help: str | None = None,
     ) -> None:
         super().__init__(
-            option_strings, dest, nargs=0, const=True, default=default, required=required, help=help
+            option_strings,
+            dest,
+            nargs=0,
+            const=const,
+            default=default,
+            required=required,
+            help=help,
         )
 
     def __call__(
@@ -94,21 +101,7 @@ class _Flag(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        setattr(namespace, self.dest, True)
-        _record(namespace, self.dest)
-
-
-class _FlagOff(_Flag):
-    """``store_false`` that records that the option was given."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        setattr(namespace, self.dest, False)
+        setattr(namespace, self.dest, self.const)
         _record(namespace, self.dest)
 
 
@@ -282,7 +275,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--no-in-batch",
         dest="in_batch",
-        action=_FlagOff,
+        action=_Flag,
+        const=False,
         default=None,
         help="softmax: not the batch's positives",
     )
