@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -162,6 +163,12 @@ class MFModel(nn.Module):
 
     item_bias: nn.Parameter | None
 
+    # A hard sampler calls the model on this many candidates at a time on the CPU
+    # (its default, 2**13, keeps gathered vectors in the cache; this model's rows
+    # of scores gather none, and with cosine scores each call reads the whole
+    # table's norms once).
+    _cpu_scores_per_call = 2**22
+
     def __init__(
         self,
         num_users: int,
@@ -308,6 +315,10 @@ class MFModel(nn.Module):
             # Every user against one shared row of items: one matrix product.
             item_vectors = self._vectors(self.item_embedding, items_t)
             scores = user_vectors[:, 0] @ item_vectors[0].T
+        elif self._sparse_row_scores(users_t, items_t):
+            # Each user against a row of items, without gradients, on the CPU: the
+            # dot products only, never the (B, N, dim) gathered vectors.
+            scores = self._row_scores(user_vectors[:, 0], items_t)
         elif users_t.ndim and users_t.shape[-1] == 1 and items_t.ndim and items_t.shape[-1] > 1:
             # One user against a row of items: a batched matrix-vector product is
             # about twice as fast as a broadcast multiply and sum. For cosine the
@@ -321,6 +332,61 @@ class MFModel(nn.Module):
             scores = (user_vectors * item_vectors).sum(dim=-1)
         if self.item_bias is not None:
             scores = scores + self.item_bias[items_t]
+        return scores
+
+    def _sparse_row_scores(self, users: torch.Tensor, items: torch.Tensor) -> bool:
+        """Whether :meth:`_row_scores` scores ``(B, 1)`` users against ``(B, n)`` items.
+
+        On the CPU, with no gradient asked for: a sampled matrix product (one
+        dot product per pair, each user's and item's vector read in place) is
+        about three times as fast as gathering the ``(B, n, dim)`` item vectors
+        for a batched product. For cosine scores the item norms come from the
+        whole table, so only where the pairs are at least half as many as the
+        items.
+        """
+        weight = self.item_embedding.weight
+        return (
+            items.device.type == "cpu"
+            and items.ndim == 2
+            and items.shape[1] > 1
+            and users.shape == (items.shape[0], 1)
+            and weight.dtype in (torch.float32, torch.float64)
+            and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+            and (self.similarity == "dot" or 2 * items.numel() >= self.num_items)
+        )
+
+    def _row_scores(self, user_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, n)`` of each of the ``B`` users against its row of ``items``.
+
+        ``user_vectors`` are the rows' ``(B, dim)`` (normalised) vectors; the item
+        bias is added by the caller.
+        """
+        if items.numel():
+            low, high = torch.aminmax(items)
+            if int(low) < 0 or int(high) >= self.num_items:
+                raise IndexError(
+                    f"items holds ids outside [0, {self.num_items}): from {int(low)} to {int(high)}"
+                )
+        table = self.item_embedding.weight
+        batch, width = items.shape
+        crow = torch.arange(0, batch * width + 1, width, device=items.device)
+        with warnings.catch_warnings():
+            # "Sparse CSR tensor support is in beta state": sampled_addmm is all we use.
+            warnings.simplefilter("ignore", UserWarning)
+            # The ids were range-checked above: the kernel does not check them.
+            pattern = torch.sparse_csr_tensor(
+                crow,
+                items.reshape(-1),
+                table.new_zeros(batch * width),
+                size=(batch, self.num_items),
+                check_invariants=False,
+            )
+            sampled = torch.sparse.sampled_addmm(
+                pattern, user_vectors.contiguous(), table.T, beta=0.0
+            )
+        scores: torch.Tensor = sampled.values().view(batch, width)
+        if self.similarity == "cosine":
+            scores = scores / _norms(table)[items]
         return scores
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:

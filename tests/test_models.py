@@ -738,3 +738,61 @@ def test_candidate_vectors_take_user_vectors_of_your_own_and_check_shapes() -> N
         model.candidate_vectors(users, pos_items, shared[None, :])
     with pytest.raises(ValueError, match="num_items=9"):
         model.candidate_vectors(users, pos_items, torch.tensor([9]))
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [2, 7])
+def test_rows_of_scores_without_gradients_equal_those_with(
+    similarity: str, bias: bool, dtype: torch.dtype, width: int
+) -> None:
+    # Without gradients the CPU scores each user's row of items by a sampled matrix
+    # product; with them, by a batched product of the gathered vectors.
+    torch.manual_seed(0)
+    model = MFModel(5, 9, dim=6, similarity=similarity, bias=bias, init_std=0.5, dtype=dtype)
+    if bias:
+        torch.nn.init.normal_(model.item_bias)
+    users = torch.tensor([0, 3, 4, 4, 1, 2])
+    items = torch.randint(0, 9, (6, width))
+    items[0] = 8  # a row of one repeated item
+    sparse = model._sparse_row_scores(users[:, None], items)
+    with torch.no_grad():
+        assert model._sparse_row_scores(users[:, None], items) == (
+            similarity == "dot" or 2 * items.numel() >= 9
+        )
+        fast = model(users[:, None], items)
+    assert not sparse  # gradients asked for: the gathered vectors
+    gathered = model(users[:, None], items).detach()
+    expected = (model.user_vectors(users)[:, None, :] * model.item_vectors(items)).sum(
+        -1
+    ).detach() + (model.item_bias[items].detach() if bias else 0)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    assert fast.dtype == dtype and fast.shape == items.shape
+    torch.testing.assert_close(fast, gathered, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(fast, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_rows_of_scores_without_gradients_take_the_expanded_users_of_a_sampler() -> None:
+    model = MFModel(4, 30, dim=3, similarity="cosine", validate=False)
+    users = torch.tensor([2, 0, 3])
+    items = torch.randint(0, 30, (3, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expanded = model(users[:, None].expand(3, 12), items)
+        assert model._sparse_row_scores(users[:, None], items)
+        empty = model(
+            torch.zeros((0, 1), dtype=torch.int64), torch.zeros((0, 12), dtype=torch.int64)
+        )
+    torch.testing.assert_close(expanded, model(users[:, None], items).detach())
+    assert empty.shape == (0, 12)
+
+
+@pytest.mark.parametrize("bad", [-1, 30])
+def test_rows_of_scores_without_gradients_refuse_ids_out_of_range(bad: int) -> None:
+    # With validate=False the ids are not checked up front; the sampled product reads
+    # the table without a bounds check of its own, so the model checks them first.
+    model = MFModel(4, 30, dim=3, validate=False)
+    items = torch.arange(24).view(2, 12)
+    items[1, 5] = bad
+    with torch.no_grad(), pytest.raises(IndexError, match=f"from {min(bad, 0)} to {max(bad, 23)}"):
+        model(torch.tensor([[0], [1]]), items)

@@ -173,8 +173,9 @@ class HardNegativeSampler(_BaseSampler):
             one row), so the scorer's own temporaries stay bounded however large
             the batch. The default, ``None``, is ``2**13`` on the CPU (the item
             vectors a call gathers stay in the cache: the sampler of 64
-            candidates per row was about twice as fast as in one call) and
-            ``2**20`` elsewhere. The negatives do not depend on it.
+            candidates per row was about twice as fast as in one call; an
+            :class:`~negsample.MFModel` gathers none there, and is called on up
+            to ``2**22``) and ``2**20`` elsewhere. The negatives do not depend on it.
 
     Example:
         >>> index = PositiveIndex.from_dict({0: [0, 1], 1: [2]}, num_items=6)
@@ -986,7 +987,11 @@ def _hard_vectorized(
     users_bm = users[:, None].expand(batch, num_candidates)
     candidates = source.draw(users, draws.candidate_bits)
     if max_scores_per_call is None:
-        max_scores_per_call = _CPU_SCORES_PER_CALL if users.device.type == "cpu" else 2**20
+        max_scores_per_call = (
+            getattr(scorer, "_cpu_scores_per_call", _CPU_SCORES_PER_CALL)
+            if users.device.type == "cpu"
+            else 2**20
+        )
     scores = _score_in_chunks(
         scorer, users_bm, _scorable(candidates), validate, max_scores_per_call
     )
