@@ -85,6 +85,62 @@ def _norms(vectors: torch.Tensor) -> torch.Tensor:
     return norms.clamp_min(1e-12)
 
 
+_NORMALIZE_EPS = 1e-12  # F.normalize's
+
+
+def _plain_embedding(table: nn.Module) -> bool:
+    """Whether ``table(ids)`` is a plain lookup of ``table.weight`` (what :class:`_NormalizedRows` does)."""
+    return (
+        type(table) is nn.Embedding
+        and table.padding_idx is None
+        and table.max_norm is None
+        and not table.sparse
+    )
+
+
+class _NormalizedRows(torch.autograd.Function):
+    """``F.normalize(F.embedding(ids, weight), dim=-1)`` with a backward of fewer passes.
+
+    Autograd's backward of the composite (a division by the clamped norms, the
+    clamp, the norm) makes about ten passes over the ``(M, dim)`` vectors; with
+    the normalised rows ``u`` and norms ``n`` kept, the gradient of the rows is
+    ``(g - u <u, g>) / n`` (``g / eps`` where the norm was clamped to ``eps``),
+    two fused passes. Under ``create_graph=True`` the backward differentiates
+    the composite itself, so higher orders are exact.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        flat = ids.reshape(-1)
+        vectors = weight.index_select(0, flat)
+        norms = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
+        # F.normalize divides by max(|v|, eps); the clamp passes no gradient below eps.
+        free = norms >= _NORMALIZE_EPS
+        norms = norms.clamp_min(_NORMALIZE_EPS)
+        rows = vectors.div_(norms)
+        ctx.save_for_backward(weight, flat, rows, norms, free)
+        return rows.view(*ids.shape, weight.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        weight, flat, rows, norms, free = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        grad = grad.reshape(-1, weight.shape[1])
+        if torch.is_grad_enabled():
+            # create_graph=True: differentiate the composite, for exact higher orders.
+            again = F.normalize(F.embedding(flat, weight), dim=-1)
+            (grad_weight,) = torch.autograd.grad(again, weight, grad, create_graph=True)
+            return grad_weight, None
+        along = torch.linalg.vecdot(rows, grad, dim=-1).unsqueeze(-1)
+        along = torch.where(free, along, torch.zeros_like(along))
+        grad_rows = torch.addcmul(grad, rows, along, value=-1).div_(norms)
+        grad_weight = torch.ops.aten.embedding_dense_backward(
+            grad_rows, flat, weight.shape[0], -1, False
+        )
+        return grad_weight, None
+
+
 class CandidateVectors(NamedTuple):
     """What :meth:`negsample.MFModel.candidate_vectors` returns, in the order ``from_vectors`` takes it."""
 
@@ -274,8 +330,13 @@ class MFModel(nn.Module):
 
     def _vectors(self, table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         """Embeddings of ``ids``, L2-normalised for cosine similarity."""
+        if self.similarity == "cosine":
+            if _plain_embedding(table):
+                normalized: torch.Tensor = _NormalizedRows.apply(table.weight, ids)  # type: ignore[no-untyped-call]
+                return normalized
+            return F.normalize(table(ids), dim=-1)
         vectors: torch.Tensor = table(ids)
-        return F.normalize(vectors, dim=-1) if self.similarity == "cosine" else vectors
+        return vectors
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Score ``(user, item)`` pairs elementwise, broadcasting ``users`` against ``items``.
@@ -347,8 +408,11 @@ class MFModel(nn.Module):
         weight = self.item_embedding.weight
         return (
             items.device.type == "cpu"
+            # Its id check reads values, and sparse tensors do not trace: eager only.
+            and not torch.compiler.is_compiling()
             and items.ndim == 2
-            and items.shape[1] > 1
+            # torch's sampled product refuses more pairs per row than columns.
+            and 1 < items.shape[1] <= self.num_items
             and users.shape == (items.shape[0], 1)
             and weight.dtype in (torch.float32, torch.float64)
             and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))

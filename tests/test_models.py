@@ -787,6 +787,18 @@ def test_rows_of_scores_without_gradients_take_the_expanded_users_of_a_sampler()
     assert empty.shape == (0, 12)
 
 
+def test_rows_of_scores_wider_than_the_catalogue() -> None:
+    # More candidates per row than items (drawn with replacement): the gathered path.
+    torch.manual_seed(3)
+    model = MFModel(3, 2, dim=3, init_std=1.0)
+    users, items = torch.tensor([0, 2]), torch.tensor([[0, 1, 1], [1, 0, 0]])
+    with torch.no_grad():
+        assert not model._sparse_row_scores(users[:, None], items)
+        scores = model(users[:, None], items)
+    weights = model.user_embedding.weight[users][:, None, :] * model.item_embedding.weight[items]
+    torch.testing.assert_close(scores, weights.sum(-1).detach())
+
+
 @pytest.mark.parametrize("bad", [-1, 30])
 def test_rows_of_scores_without_gradients_refuse_ids_out_of_range(bad: int) -> None:
     # With validate=False the ids are not checked up front; the sampled product reads
@@ -796,3 +808,59 @@ def test_rows_of_scores_without_gradients_refuse_ids_out_of_range(bad: int) -> N
     items[1, 5] = bad
     with torch.no_grad(), pytest.raises(IndexError, match=f"from {min(bad, 0)} to {max(bad, 23)}"):
         model(torch.tensor([[0], [1]]), items)
+
+
+def _composite_vectors(weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.nn.functional.embedding(ids, weight), dim=-1)
+
+
+def test_cosine_vectors_and_their_gradients_equal_the_composite() -> None:
+    # MFModel normalises looked-up rows with a backward of its own; autograd's
+    # backward of F.normalize(F.embedding(ids, weight)) is the oracle, in float64,
+    # with repeated ids, a zero row (norm clamped to eps), a row just above eps.
+    torch.manual_seed(0)
+    model = MFModel(3, 6, dim=4, similarity="cosine", init_std=0.5, dtype=torch.float64)
+    with torch.no_grad():
+        model.item_embedding.weight[2] = 0.0
+        model.item_embedding.weight[4] = torch.tensor([3e-12, 0.0, 0.0, 0.0])
+    ids = torch.tensor([[0, 2, 2], [4, 5, 0]])
+    grad = torch.randn(2, 3, 4, dtype=torch.float64)
+    weight = model.item_embedding.weight
+    ours = model.item_vectors(ids)
+    (ours_grad,) = torch.autograd.grad(ours, weight, grad)
+    theirs = _composite_vectors(weight, ids)
+    (theirs_grad,) = torch.autograd.grad(theirs, weight, grad)
+    torch.testing.assert_close(ours, theirs, rtol=1e-14, atol=0)
+    others = [0, 1, 2, 3, 5]
+    torch.testing.assert_close(ours_grad[others], theirs_grad[others], rtol=1e-12, atol=1e-300)
+    # Just above eps the gradient is of order 1/|v| = 3e11 and its component along
+    # the row cancels to rounding noise in both computations: compare at that scale.
+    torch.testing.assert_close(ours_grad[4], theirs_grad[4], rtol=1e-12, atol=1e-4)
+    assert bool(ours_grad[4].abs().max() > 1e10)
+    assert bool(ours_grad[2].abs().max() > 0)  # the clamped row's gradient is g / eps
+
+
+def test_cosine_vectors_have_exact_first_and_second_derivatives() -> None:
+    torch.manual_seed(1)
+    weight = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([1, 3, 1, 0])
+    normalized = negsample.models._NormalizedRows.apply
+    assert torch.autograd.gradcheck(lambda w: normalized(w, ids), (weight,))
+    assert torch.autograd.gradgradcheck(lambda w: normalized(w, ids), (weight,))
+
+
+def test_cosine_vectors_of_an_embedding_with_options_take_its_own_lookup() -> None:
+    # A table with max_norm renormalises rows as it looks them up: not a plain lookup.
+    torch.manual_seed(2)
+    model = MFModel(3, 6, dim=4, similarity="cosine", init_std=2.0)
+    plain = model.item_vectors(torch.tensor([1, 2]))
+    model.item_embedding = torch.nn.Embedding(6, 4, max_norm=0.5)
+    assert not negsample.models._plain_embedding(model.item_embedding)
+    with torch.no_grad():
+        model.item_embedding.weight.copy_(torch.randn(6, 4) * 2.0)
+    expected = torch.nn.functional.normalize(
+        torch.nn.functional.embedding(torch.tensor([1, 2]), model.item_embedding.weight.clone()),
+        dim=-1,
+    )
+    torch.testing.assert_close(model.item_vectors(torch.tensor([1, 2])), expected)
+    assert plain.shape == (2, 4)
