@@ -41,6 +41,7 @@ def top_k_items(
     *,
     exclude: PositiveIndex | None = None,
     users: torch.Tensor | None = None,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """The ``k`` best items of each row of ``scores``, ``-1`` where a row runs out.
 
@@ -48,6 +49,8 @@ def top_k_items(
     scores; 1: NaN; 0: the row user's positives in ``exclude``, which are never
     returned (their slots become ``-1``). ``users`` gives each row's user id
     when ``exclude`` is set. Inputs are trusted: ``1 <= k <= num_items``.
+    With ``overwrite`` the excluded scores may be overwritten in ``scores``
+    (a caller's own temporary) instead of a copy.
     """
     num_items = scores.shape[1]
     # Excluded and NaN scores are set to -inf so that top-k on the scores alone
@@ -56,7 +59,7 @@ def top_k_items(
     if nan is not None:
         masked = scores.masked_fill(nan, -math.inf)
     elif exclude is not None:
-        masked = scores.clone()
+        masked = scores if overwrite else scores.clone()
     else:
         masked = scores
     if exclude is not None:
@@ -64,16 +67,16 @@ def top_k_items(
         rows, items = excluded_pairs(exclude, users)
         masked[rows, items] = -math.inf
     # One extra value tells whether a tie straddles the k-th place.
-    top = torch.topk(masked, min(k + 1, num_items), dim=1)
-    threshold = top.values[:, k - 1 : k]
+    top_values, top_indices = _top_values(masked, min(k + 1, num_items))
+    threshold = top_values[:, k - 1 : k]
     # Fast path: no tie across the k-th place and a finite k-th value, so top-k
     # picked the right set and only the order within ties needs fixing. Other
     # rows take the exact path.
     slow_rows = torch.isinf(threshold[:, 0])
     if k < num_items:
-        slow_rows |= top.values[:, k] == threshold[:, 0]
+        slow_rows |= top_values[:, k] == threshold[:, 0]
     slow = slow_rows.nonzero()[:, 0]
-    ranked = _order_by_score_then_id(masked, top.indices[:, :k])
+    ranked = _order_by_score_then_id(masked, top_indices[:, :k])
     if slow.numel():
         if nan is None:
             tier = torch.full((slow.numel(), num_items), 2, dtype=torch.int8, device=scores.device)
@@ -87,6 +90,42 @@ def top_k_items(
         return ranked
     assert users is not None
     return ranked.masked_fill(exclude.contains(users[:, None], ranked, validate=False), -1)
+
+
+# The CPU's top-k first keeps, per row, the groups of this many consecutive items
+# whose maxima are the row's largest, where a row has at least _MIN_GROUPS_PER_PICK
+# groups per value picked; top-k then sorts through a few hundred scores per row
+# instead of every item's.
+_GROUP, _MIN_GROUPS_PER_PICK = 16, 8
+
+
+def _top_values(masked: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(masked, count, dim=1)``'s values, and indices of items holding them.
+
+    The values are exactly top-k's. Among items of equal value the indices may
+    be others than top-k's; where the ``count``-th value is below the one
+    before it, the items of the first ``count - 1`` values are top-k's set.
+    (Every item above the smallest kept value is in a kept group: else the
+    ``count`` kept groups' maxima would be ``count`` items at least as large.)
+    """
+    batch, num_items = masked.shape
+    groups = num_items // _GROUP
+    if (
+        masked.device.type != "cpu"
+        or not masked.is_contiguous()
+        or groups < _MIN_GROUPS_PER_PICK * count
+    ):
+        top = torch.topk(masked, count, dim=1)
+        return top.values, top.indices
+    grouped = masked[:, : groups * _GROUP].view(batch, groups, _GROUP)
+    kept = torch.topk(grouped.amax(dim=2), count, dim=1).indices
+    within = torch.arange(_GROUP, device=masked.device)
+    columns = (kept[:, :, None] * _GROUP + within).view(batch, count * _GROUP)
+    if groups * _GROUP < num_items:  # the last, partial group is always kept
+        tail = torch.arange(groups * _GROUP, num_items, device=masked.device)
+        columns = torch.cat([columns, tail.expand(batch, -1)], dim=1)
+    top = torch.topk(masked.gather(1, columns), count, dim=1)
+    return top.values, columns.gather(1, top.indices)
 
 
 def _order_by_score_then_id(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -711,7 +711,7 @@ class MFModel(nn.Module):
         scores = self.score_all(users)
         if self.validate:
             check_no_nan(scores, users, "the model scores")
-        return top_k_items(scores, k, exclude=exclude, users=users)
+        return top_k_items(scores, k, exclude=exclude, users=users, overwrite=True)
 
     # ------------------------------------------------------------------ regularisation
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import negsample._ranking as ranking
 from negsample import PositiveIndex
 from negsample._ranking import excluded_mask, may_hold_nan, top_k_items
 
@@ -45,6 +47,58 @@ def test_top_k_items_matches_a_naive_sort(data: st.DataObject) -> None:
     assert got.tolist() == expected
     plain = top_k_items(torch.tensor(scores), k)
     assert plain.tolist() == [naive_top_k(scores[u], set(), k) for u in range(num_users)]
+
+
+@pytest.mark.parametrize(("group", "groups_per_pick"), [(2, 1), (3, 1), (2, 2)])
+@given(data=st.data())
+def test_top_k_items_through_kept_groups_matches_a_naive_sort(
+    group: int, groups_per_pick: int, data: st.DataObject
+) -> None:
+    # On the CPU, rows of many items first keep the groups of consecutive items with
+    # the largest maxima. Force that on small rows (groups of 2 or 3 items, a partial
+    # last group) and check every tie, NaN, inf and exclusion against the oracle.
+    num_users = data.draw(st.integers(1, 4))
+    num_items = data.draw(st.integers(1, 24))
+    values = st.sampled_from([-math.inf, -1.0, 0.0, 0.5, 1.0, math.inf, math.nan])
+    scores = [
+        data.draw(st.lists(values, min_size=num_items, max_size=num_items))
+        for _ in range(num_users)
+    ]
+    rows = [data.draw(st.sets(st.integers(0, num_items - 1))) for _ in range(num_users)]
+    index = PositiveIndex.from_dict(dict(enumerate(rows)), num_users=num_users, num_items=num_items)
+    k = data.draw(st.integers(1, num_items))
+    users = torch.arange(num_users)
+    original = (ranking._GROUP, ranking._MIN_GROUPS_PER_PICK)
+    ranking._GROUP, ranking._MIN_GROUPS_PER_PICK = group, groups_per_pick
+    try:
+        got = top_k_items(torch.tensor(scores), k, exclude=index, users=users)
+        plain = top_k_items(torch.tensor(scores), k)
+    finally:
+        ranking._GROUP, ranking._MIN_GROUPS_PER_PICK = original
+    assert got.tolist() == [naive_top_k(scores[u], rows[u], k) for u in range(num_users)]
+    assert plain.tolist() == [naive_top_k(scores[u], set(), k) for u in range(num_users)]
+
+
+def test_top_k_items_of_a_large_catalogue_with_ties_match_a_naive_sort() -> None:
+    # The sizes of an evaluation (the kept groups are the default path here): scores
+    # rounded to a few values, so ties straddle the k-th place in many rows.
+    generator = torch.Generator().manual_seed(0)
+    num_users, num_items, k = 40, 3000, 20
+    scores = (torch.randn(num_users, num_items, generator=generator) * 4).round() / 4
+    scores[3, 100:140] = 10.0  # 40 items tied above the rest: the tie spans groups
+    assert (num_items // ranking._GROUP) >= ranking._MIN_GROUPS_PER_PICK * (k + 1)
+    rows = {
+        u: torch.randperm(num_items, generator=generator)[:50].tolist() for u in range(num_users)
+    }
+    index = PositiveIndex.from_dict(rows, num_users=num_users, num_items=num_items)
+    users = torch.arange(num_users)
+    given_scores = scores.clone()
+    got = top_k_items(given_scores, k, exclude=index, users=users)
+    assert torch.equal(given_scores, scores)  # not overwritten unless asked
+    values = scores.tolist()
+    assert got.tolist() == [naive_top_k(values[u], set(rows[u]), k) for u in range(num_users)]
+    overwritten = top_k_items(scores.clone(), k, exclude=index, users=users, overwrite=True)
+    assert torch.equal(overwritten, got)
 
 
 def test_minus_inf_scores_rank_before_excluded_items() -> None:
