@@ -92,8 +92,8 @@ def top_k_items(
     return ranked.masked_fill(exclude.contains(users[:, None], ranked, validate=False), -1)
 
 
-# The CPU's top-k first keeps, per row, the groups of this many consecutive items
-# whose maxima are the row's largest, where a row has at least _MIN_GROUPS_PER_PICK
+# The CPU's top-k first keeps, per row, the groups of this many items (strided: see
+# _top_values) whose maxima are the row's largest, where a row has at least _MIN_GROUPS_PER_PICK
 # groups per value picked; top-k then sorts through a few hundred scores per row
 # instead of every item's.
 _GROUP, _MIN_GROUPS_PER_PICK = 16, 8
@@ -117,10 +117,12 @@ def _top_values(masked: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.T
     ):
         top = torch.topk(masked, count, dim=1)
         return top.values, top.indices
-    grouped = masked[:, : groups * _GROUP].view(batch, groups, _GROUP)
-    kept = torch.topk(grouped.amax(dim=2), count, dim=1).indices
-    within = torch.arange(_GROUP, device=masked.device)
-    columns = (kept[:, :, None] * _GROUP + within).view(batch, count * _GROUP)
+    # Group g holds the items g, g + groups, g + 2 groups, ...: the maxima reduce over
+    # the middle dim, a vectorised pass, where consecutive items would not vectorise.
+    grouped = masked[:, : groups * _GROUP].view(batch, _GROUP, groups)
+    kept = torch.topk(grouped.amax(dim=1), count, dim=1).indices
+    within = torch.arange(0, groups * _GROUP, groups, device=masked.device)
+    columns = (kept[:, :, None] + within).view(batch, count * _GROUP)
     if groups * _GROUP < num_items:  # the last, partial group is always kept
         tail = torch.arange(groups * _GROUP, num_items, device=masked.device)
         columns = torch.cat([columns, tail.expand(batch, -1)], dim=1)
