@@ -240,3 +240,78 @@ def test_the_slatk_step_is_the_public_loss_with_thresholds_estimated_every_few_e
             )
             assert plain.item() != pytest.approx(loss.item(), rel=1e-3)
     assert mine == pytest.approx(command, rel=1e-6)
+
+
+def test_psl_is_a_softmax_option_without_the_sampled_softmax_options() -> None:
+    (run,) = settings_of("--data", "x.txt", "--psl", "tanh").runs
+    assert (run.psl, run.choose_softmax) == ("tanh", False)  # no trial of the softmax's forms
+    with pytest.raises(UsageError, match="--psl applies to --loss softmax"):
+        settings_of("--data", "x.txt", "--loss", "bpr", "--psl", "tanh")
+    for extra in (["--slatk", "20"], ["--user-temperature"], ["--neg-weight", "1"]):
+        with pytest.raises(UsageError, match=f"{extra[0]} applies to the sampled softmax"):
+            settings_of("--data", "x.txt", "--psl", "atan", *extra)
+    with pytest.raises(UsageError, match="--no-include-positive applies to the sampled"):
+        settings_of("--data", "x.txt", "--psl", "relu", "--no-include-positive")
+    with pytest.raises(UsageError, match="invalid choice: 'sigmoid'"):
+        settings_of("--data", "x.txt", "--psl", "sigmoid")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "exp"])
+def test_the_psl_step_is_the_public_loss_over_the_candidate_set(activation: str) -> None:
+    # The command's step with --psl against a loop written with the public API.
+    import torch
+
+    from negsample import (
+        CandidateSampler,
+        HardNegativeSampler,
+        MFModel,
+        PairwiseSoftmaxLoss,
+        PositiveIndex,
+        SampledSoftmaxLoss,
+    )
+    from negsample.cli._recipes import PSL_SCORE_SCALE, make_step, recipe
+
+    index = PositiveIndex.from_dict(
+        {u: [u % 11, (u * 3 + 1) % 11, 12 + u % 5] for u in range(30)}, num_items=200
+    )
+    users, items = index.pairs()
+    config = recipe(
+        "softmax", psl=activation, num_negatives=20, num_candidates=8, seed=5, batch_size=90
+    )
+    torch.manual_seed(0)
+    model = MFModel(30, 200, 8, similarity="cosine", init_std=0.1)
+    step, description = make_step(config, model, index)
+    assert description.startswith(
+        f"PairwiseSoftmaxLoss(temperature=0.05, activation='{activation}'"
+    )
+    command = [step(users, items).item() for _ in range(3)]
+
+    hard = HardNegativeSampler(index, 8, num_hard=4, num_random=0, generator=6)
+    sampler = CandidateSampler(index, 20, in_batch=True, hard=hard, generator=5)
+    loss_fn = PairwiseSoftmaxLoss(
+        0.1 / PSL_SCORE_SCALE, activation, score_scale=PSL_SCORE_SCALE, include_positive=False
+    )
+    mine, softmax = [], []
+    for _ in range(3):
+        cands = sampler.sample(users, items, model)
+        scores = cands.scores(model, users)
+        loss = loss_fn(model(users, items), scores, log_q=cands.log_q, mask=cands.mask)
+        mine.append(loss.item())
+        plain = SampledSoftmaxLoss(0.1, include_positive=False)
+        softmax.append(
+            plain(model(users, items), scores, log_q=cands.log_q, mask=cands.mask).item()
+        )
+    assert mine == pytest.approx(command, rel=1e-5)
+    if activation == "exp":  # at the recipe's temperature: the sampled softmax itself
+        assert mine == pytest.approx(softmax, rel=1e-5)
+
+
+def test_a_psl_run_on_a_file_trains_without_a_trial_of_the_forms(
+    capsys: pytest.CaptureFixture[str], data_file: Path
+) -> None:
+    args = ["train", "--data", str(data_file), "--epochs", "2", "--ks", "10", "--psl", "atan"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "PairwiseSoftmaxLoss(temperature=0.05, activation='atan'" in out, out
+    assert "forms on validation" not in out, out
+    assert sorted(epoch_losses(out, "hard")) == [1, 2], out

@@ -19,6 +19,7 @@ from negsample.cli._data import DataOptions
 from negsample.cli._output import OutputError, check_output, plot_format, same_file
 from negsample.cli._recipes import (
     LOSSES,
+    PSL_ACTIVATIONS,
     SCHEDULES,
     SELECTIONS,
     SOFTMAX_NEG_WEIGHT,
@@ -34,8 +35,7 @@ FORMATS = ("auto", "lightgcn", "csv", "pickle", "pairs")
 FILE_EPOCHS, BUILTIN_EPOCHS, BUILTIN_SOFTMAX_EPOCHS = 100, 20, 10
 
 TRAIN_DESCRIPTION = """\
-Train MF, report Recall/NDCG/MAP at the epoch chosen on a validation split.
-Default: the softmax recipe (--loss bpr: BPR). Without --data: 3 demo runs.
+Train MF (the softmax recipe; --loss bpr: BPR), best epoch on validation.
 """
 
 TRAIN_EPILOG = """\
@@ -301,6 +301,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--slatk", type=_positive_int, metavar="K", help="softmax: SL@K weight, top K (off)"
     )
     train.add_argument(
+        "--psl",
+        choices=PSL_ACTIVATIONS,
+        metavar="ACT",
+        help="softmax: PSL via tanh, atan, relu, exp (off)",
+    )
+    train.add_argument(
         "--user-temperature",
         action="store_true",
         help="softmax: negatives' temperature per user (off)",
@@ -479,6 +485,7 @@ _RUN_OPTIONS: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
     "user_dropout": (_softmax, "--loss softmax"),
     "user_temperature": (_softmax, "--loss softmax"),
     "slatk": (_softmax, "--loss softmax"),
+    "psl": (_softmax, "--loss softmax"),
     "temperature": (
         lambda run: _softmax(run) or (run.sampler == "hard" and run.selection == "softmax"),
         "--loss softmax or --selection softmax",
@@ -544,6 +551,12 @@ def _check_options_apply(args: argparse.Namespace, given: set[str], runs: list[R
         )
     if args.slatk is not None and args.user_temperature:
         raise UsageError("--slatk and --user-temperature both reweight the loss: choose one")
+    if args.psl is not None:
+        for dest in ("slatk", "user_temperature", "neg_weight", "include_positive"):
+            if dest in given:
+                raise UsageError(
+                    f"{option(dest)} applies to the sampled softmax, not to PSL (--psl)"
+                )
     if args.selection == "dns_mn" and args.top_n is None:
         raise UsageError("--selection dns_mn needs --top-n N (draw among the top N candidates)")
     if "temperature" in given and selects and any(_softmax(run) for run in runs):
@@ -706,7 +719,7 @@ def _recipe(
         # The positive in the normaliser is the plain softmax; out of it, the bilateral one.
         neg_weight = 1.0 if include_positive else SOFTMAX_NEG_WEIGHT
     # Neither given: both forms train for a few epochs and the better on validation goes on.
-    choose = softmax and neg_weight is None and args.valid_fraction > 0
+    choose = softmax and neg_weight is None and args.valid_fraction > 0 and args.psl is None
     return recipe(
         loss,
         reg=None if softmax else args.reg,
@@ -721,6 +734,7 @@ def _recipe(
         user_temperature=args.user_temperature and softmax,
         user_dropout=args.user_dropout if softmax else None,
         slatk=args.slatk if softmax else None,
+        psl=args.psl if softmax else None,
         name=name,
         sampler=sampler,
         **tuning,

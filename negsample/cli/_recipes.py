@@ -23,6 +23,7 @@ from negsample import (
     CandidateSampler,
     HardNegativeSampler,
     MFModel,
+    PairwiseSoftmaxLoss,
     PositiveIndex,
     SampledSoftmaxLoss,
     SoftmaxAtKLoss,
@@ -47,6 +48,10 @@ SOFTMAX_FORMS = {"bilateral": (SOFTMAX_NEG_WEIGHT, False), "plain": (1.0, True)}
 # SL@K (--slatk K) as its authors' runs set it: the weight's temperature, the epochs between
 # two estimates of the thresholds (no weight before the first), the candidates per user.
 SLATK_TEMPERATURE, SLATK_EVERY, SLATK_CANDIDATES = 1.0, 5, 1000
+# PSL (--psl ACT): the score gaps are divided by PSL_SCORE_SCALE (the authors' tau, 2 for
+# cosine scores) before the activation, and the loss's temperature is the softmax's
+# divided by it, so that the "exp" activation is the softmax at the recipe's temperature.
+PSL_ACTIVATIONS, PSL_SCORE_SCALE = ("tanh", "atan", "relu", "exp"), 2.0
 # Epochs each form trains before the better on validation goes on (from epoch 2 on, the
 # order of the two forms was already their order at the end, on both datasets:
 # docs/benchmarks).
@@ -94,6 +99,8 @@ class RunConfig:
     # --loss softmax: SL@K, each row's loss weighted by sigmoid((s+ - beta_u) / SLATK_TEMPERATURE),
     # beta_u user u's top-slatk threshold, estimated every SLATK_EVERY epochs (None: off).
     slatk: int | None = None
+    # --loss softmax: PSL in place of the sampled softmax, through this activation (None: off).
+    psl: str | None = None
     num_candidates: int = 10
     num_hard: int = 2
     num_random: int = 2
@@ -305,6 +312,15 @@ def softmax_step(
         neg_weight=config.neg_weight,
         include_positive=config.include_positive,
     )
+    psl = None
+    if config.psl is not None:
+        # The authors' form: the positive out of the normaliser.
+        psl = PairwiseSoftmaxLoss(
+            config.temperature / PSL_SCORE_SCALE,
+            activation=config.psl,  # type: ignore[arg-type]  # checked by the parser
+            score_scale=PSL_SCORE_SCALE,
+            include_positive=False,
+        )
     hard = row_sampler(config, index)
     assert hard is None or isinstance(hard, HardNegativeSampler)
     every_item = scores_every_item(config, index.num_items)
@@ -374,6 +390,14 @@ def softmax_step(
                     )
             user_temperature.record(users, at_one)
         loss: torch.Tensor
+        if psl is not None:
+            if by_vectors:
+                neg_scores = user_vecs @ item_vecs.T
+                if hard_vecs is not None:
+                    own = torch.bmm(hard_vecs, user_vecs.unsqueeze(2)).squeeze(2)
+                    neg_scores = torch.cat([neg_scores, own], dim=1)
+            loss = psl(pos_scores, neg_scores, log_q=log_q, mask=mask)
+            return loss
         if slatk is not None:
             thresholds = slatk.thresholds_of(users)
             if by_vectors:
@@ -419,7 +443,7 @@ def softmax_step(
         parts.append(
             f"the SL@K weight at top {config.slatk} (thresholds every {SLATK_EVERY} epochs)"
         )
-    return step, f"{loss_fn} over " + " + ".join(parts)
+    return step, f"{psl or loss_fn} over " + " + ".join(parts)
 
 
 class _SoftmaxAtK:
