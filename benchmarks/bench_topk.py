@@ -9,7 +9,7 @@ Ranking for evaluation (``MFModel.recommend``, ``negsample.metrics.evaluate``)
 scores every item for a chunk of users, sets each user's training items to
 ``-inf`` and takes the ``k + 1`` best of each row (one more tells whether a tie
 straddles the k-th place). On the CPU, rows of many items first keep the
-groups of 16 consecutive items whose maxima are the row's largest and take
+groups of 16 items (item g, g + G, g + 2G, ...) whose maxima are the row's largest and take
 top-k among those. Printed, side by side in one run (median of interleaved
 rounds): ``MFModel.recommend`` with the kept groups and with ``torch.topk``
 over every item (the library with its groups switched off), at k = 20, for

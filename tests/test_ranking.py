@@ -29,10 +29,12 @@ def naive_top_k(scores: list[float], excluded: set[int], k: int) -> list[int]:
     return [i if i not in excluded else -1 for i in order[:k]]
 
 
-@given(st.data())
-def test_top_k_items_matches_a_naive_sort(data: st.DataObject) -> None:
-    num_users = data.draw(st.integers(1, 5))
-    num_items = data.draw(st.integers(1, 8))
+def draw_case(
+    data: st.DataObject, max_users: int, max_items: int
+) -> tuple[list[list[float]], list[set[int]], PositiveIndex, int]:
+    """Rows of scores with ties, NaN and infinities, each row's excluded items, k."""
+    num_users = data.draw(st.integers(1, max_users))
+    num_items = data.draw(st.integers(1, max_items))
     values = st.sampled_from([-math.inf, -1.0, 0.0, 0.5, 1.0, math.inf, math.nan])
     scores = [
         data.draw(st.lists(values, min_size=num_items, max_size=num_items))
@@ -40,7 +42,13 @@ def test_top_k_items_matches_a_naive_sort(data: st.DataObject) -> None:
     ]
     rows = [data.draw(st.sets(st.integers(0, num_items - 1))) for _ in range(num_users)]
     index = PositiveIndex.from_dict(dict(enumerate(rows)), num_users=num_users, num_items=num_items)
-    k = data.draw(st.integers(1, num_items))
+    return scores, rows, index, data.draw(st.integers(1, num_items))
+
+
+@given(st.data())
+def test_top_k_items_matches_a_naive_sort(data: st.DataObject) -> None:
+    scores, rows, index, k = draw_case(data, 5, 8)
+    num_users = len(scores)
     users = torch.arange(num_users)
     got = top_k_items(torch.tensor(scores), k, exclude=index, users=users)
     expected = [naive_top_k(scores[u], rows[u], k) for u in range(num_users)]
@@ -54,19 +62,11 @@ def test_top_k_items_matches_a_naive_sort(data: st.DataObject) -> None:
 def test_top_k_items_through_kept_groups_matches_a_naive_sort(
     group: int, groups_per_pick: int, data: st.DataObject
 ) -> None:
-    # On the CPU, rows of many items first keep the groups of consecutive items with
-    # the largest maxima. Force that on small rows (groups of 2 or 3 items, a partial
+    # On the CPU, rows of many items first keep the (strided) groups of items with the
+    # largest maxima. Force that on small rows (groups of 2 or 3 items, a partial
     # last group) and check every tie, NaN, inf and exclusion against the oracle.
-    num_users = data.draw(st.integers(1, 4))
-    num_items = data.draw(st.integers(1, 24))
-    values = st.sampled_from([-math.inf, -1.0, 0.0, 0.5, 1.0, math.inf, math.nan])
-    scores = [
-        data.draw(st.lists(values, min_size=num_items, max_size=num_items))
-        for _ in range(num_users)
-    ]
-    rows = [data.draw(st.sets(st.integers(0, num_items - 1))) for _ in range(num_users)]
-    index = PositiveIndex.from_dict(dict(enumerate(rows)), num_users=num_users, num_items=num_items)
-    k = data.draw(st.integers(1, num_items))
+    scores, rows, index, k = draw_case(data, 4, 24)
+    num_users = len(scores)
     users = torch.arange(num_users)
     original = (ranking._GROUP, ranking._MIN_GROUPS_PER_PICK)
     ranking._GROUP, ranking._MIN_GROUPS_PER_PICK = group, groups_per_pick
