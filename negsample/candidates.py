@@ -218,17 +218,18 @@ def _replace_positives(
     items for the entries that ``take`` selects from any ``(B, k)`` tensor, one
     row of the result per user in ``rows``. On a device in
     ``_COMPACTING_DEVICES`` with a filter, only the entries the filter flags are
-    tested and only the positives among them are redrawn; elsewhere every entry
-    is, with fixed shapes. Both give the same result.
+    tested and only the positives among them are redrawn; elsewhere (and while
+    ``torch.compile`` traces: the compaction's shapes depend on the data) every
+    entry is, with fixed shapes. Both give the same result.
     """
-    if pair_filter is not None and first.device.type in _COMPACTING_DEVICES:
+    compacts = first.device.type in _COMPACTING_DEVICES and not torch.compiler.is_compiling()
+    if pair_filter is not None and compacts:
         flagged: torch.Tensor = _replace_flagged(index, pair_filter, users, first, second)
         return flagged
     positive = index._is_positive(users[:, None].expand_as(first), first)
     return torch.where(positive, second(users, lambda table: table), first)
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator]
 def _replace_flagged(
     index: PositiveIndex,
     pair_filter: PairFilter,
