@@ -1030,6 +1030,7 @@ def _outside_scale(temperature: float, weight: float) -> float | None:
 # block's passes (difference, offsets, mask, max, exponential, sum) run in the cache
 # instead of streaming the whole (B, K) tensor from memory once per pass.
 _BLOCK_SCORES = 2**19
+_LOG2E = 1.0 / math.log(2.0)
 
 # scores_of(start, length, outs) -> the negative scores of rows [start, start + length),
 # one tensor per part of the columns, written into `outs` (that block of the parts of the
@@ -1075,6 +1076,12 @@ def _exp_block(
     every part; ``top`` is the row's largest ``z`` (at least 0, the positive's
     own ``z``, when it is in the normaliser), or 0 for a row of ``-inf``. Each
     ``negs[i]`` may be ``outs[i]`` itself.
+
+    The exponential is taken as ``2 ** ((z - top) log2(e))``: torch's
+    vectorised ``exp2`` is about 1.5x as fast as its ``exp`` on the CPU (the
+    extra multiplication included), and this is the step's largest pass. The
+    scaling comes after the shift, where ``z - top <= 0``, so it cannot
+    overflow.
     """
     top: torch.Tensor | None = None
     for out, neg, offset, drop in zip(outs, negs, offsets, drops, strict=True):
@@ -1106,7 +1113,7 @@ def _exp_block(
     # A row of -inf (every negative masked) shifts by 0, not by -inf.
     top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
     for out in outs:
-        out.sub_(top[:, None]).exp_()
+        out.sub_(top[:, None]).mul_(_LOG2E).exp2_()
     return top
 
 
