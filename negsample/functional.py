@@ -1070,7 +1070,7 @@ def _exp_block(
     drops: list[torch.Tensor | None],
     include: bool,
 ) -> torch.Tensor:
-    """Write ``exp(z - top)`` of one block of rows into ``outs``; return ``top`` per row.
+    """Write ``exp(z - top)`` of one block of rows into ``outs``; return ``top`` and their sum per row.
 
     ``z = (s_k - s+) / T - log q_k``, ``-inf`` where masked, over the columns of
     every part; ``top`` is the row's largest ``z`` (at least 0, the positive's
@@ -1112,9 +1112,14 @@ def _exp_block(
         top = top.clamp_min(0.0)
     # A row of -inf (every negative masked) shifts by 0, not by -inf.
     top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
+    total: torch.Tensor | None = None
     for out in outs:
         out.sub_(top[:, None]).mul_(_LOG2E).exp2_()
-    return top
+        # Summed here, while the block is in the cache, not in a pass over (B, K) after.
+        part_sum = out.sum(dim=1)
+        total = part_sum if total is None else total + part_sum
+    assert total is not None
+    return top, total
 
 
 def _exponentials(
@@ -1125,29 +1130,32 @@ def _exponentials(
     offsets: torch.Tensor | float | None,
     drop: torch.Tensor | None,
     include: bool,
-) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The shifted exponentials, ``(B, width)`` per part, and each row's shift ``top`` ``(B,)``.
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The shifted exponentials, ``(B, width)`` per part, each row's shift ``top`` and their sum.
 
-    Computed block of rows by block of rows (see ``_BLOCK_SCORES``).
+    Computed block of rows by block of rows (see ``_BLOCK_SCORES``); ``top``
+    and the sum of each row's exponentials (over every part) are ``(B,)``.
     """
     batch = pos.shape[0]
     parts = [torch.empty((batch, width), dtype=pos.dtype, device=pos.device) for width in widths]
     offset_parts, drop_parts = _columns(offsets, widths), _columns(drop, widths)
-    tops = []
+    tops, sums = [], []
     for start, length in _row_blocks(batch, sum(widths), pos.device):
         outs = [_rows(part, start, length) for part in parts]
-        tops.append(
-            _exp_block(
-                outs,
-                _rows(pos, start, length),
-                scores_of(start, length, outs),
-                temperature,
-                [_rows(offset, start, length) for offset in offset_parts],
-                [_rows(part_drop, start, length) for part_drop in drop_parts],
-                include,
-            )
+        top, total = _exp_block(
+            outs,
+            _rows(pos, start, length),
+            scores_of(start, length, outs),
+            temperature,
+            [_rows(offset, start, length) for offset in offset_parts],
+            [_rows(part_drop, start, length) for part_drop in drop_parts],
+            include,
         )
-    return parts, tops[0] if len(tops) == 1 else torch.cat(tops)
+        tops.append(top)
+        sums.append(total)
+    if len(tops) == 1:
+        return parts, tops[0], sums[0]
+    return parts, torch.cat(tops), torch.cat(sums)
 
 
 def _has_negatives(drop: torch.Tensor) -> torch.Tensor:
@@ -1172,10 +1180,9 @@ def _softmax_forward(
     drop: torch.Tensor | None,
 ) -> torch.Tensor:
     """The per-row loss terms; keeps on ``ctx`` what :func:`_softmax_backward` needs."""
-    exp_parts, top = _exponentials(scores_of, pos, widths, temperature, offsets, drop, include)
-    neg_sum = exp_parts[0].sum(dim=1)
-    for part in exp_parts[1:]:
-        neg_sum = neg_sum + part.sum(dim=1)
+    exp_parts, top, neg_sum = _exponentials(
+        scores_of, pos, widths, temperature, offsets, drop, include
+    )
     total = neg_sum + torch.exp(-top) if include else neg_sum
     # Per row, in float64 (for float32 work; no wider type for float64): the two halves
     # of the loss may each overflow the work dtype where their sum does not. MPS has no
