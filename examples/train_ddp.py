@@ -342,10 +342,10 @@ def train_rank(args: argparse.Namespace, rank: int, world_size: int, local_rank:
         # The loss scores through the DDP wrapper, whose backward all-reduces the gradients;
         # the sampler scores its candidates (under no_grad) with the bare module, because a
         # call of the wrapper can be a collective and the number of such calls may differ
-        # between ranks. A pairwise step scores the positives (users 1-D) and then the
-        # (B, n) negatives, which --dump-negatives records.
+        # between ranks. A pairwise step scores each row's positive and its n negatives
+        # in one call, (B, 1 + n) items; --dump-negatives records the negatives.
         if recording and users.dim() == 2:
-            dumped["negatives"].append(items.cpu())
+            dumped["negatives"].append(items[:, 1:].cpu())
         return ddp(users, items)
 
     step, step_description = make_step(config, model, shard, scorer=scorer)

@@ -262,9 +262,10 @@ def pairwise_step(
             neg_items = ahns.sample(users, model, positives=pos_items)
         else:
             neg_items = sampler.sample(users, model)
-        loss: torch.Tensor = loss_fn(
-            scorer(users, pos_items), scorer(users.unsqueeze(1), neg_items)
-        )
+        # The positive and its negatives in one call: one lookup per table, so one dense
+        # gradient of each table instead of two.
+        scores = scorer(users.unsqueeze(1), torch.cat([pos_items.unsqueeze(1), neg_items], dim=1))
+        loss: torch.Tensor = loss_fn(scores[:, 0], scores[:, 1:])
         return loss + reg * model.l2_regularization(users, pos_items, neg_items)
 
     return step, str(sampler)
