@@ -1069,7 +1069,7 @@ def _exp_block(
     offsets: list[torch.Tensor | float | None],
     drops: list[torch.Tensor | None],
     include: bool,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Write ``exp(z - top)`` of one block of rows into ``outs``; return ``top`` and their sum per row.
 
     ``z = (s_k - s+) / T - log q_k``, ``-inf`` where masked, over the columns of
