@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from negsample import _hits
 from negsample._checks import _short
 
 __all__ = [
@@ -608,8 +609,28 @@ def _softmax_terms_from_vectors(
         include,
         offsets,
         drop,
+        _known_hits(mask, shape, shared),
     )
     return terms, pos, out_dtype
+
+
+def _known_hits(
+    mask: torch.Tensor | None, shape: torch.Size, first_width: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The ``(rows, columns)`` of ``mask``'s ``True`` entries, where they are known and useful.
+
+    Known: recorded on the mask by the code that built it (a candidate set's
+    mask, unchanged since; see :mod:`negsample._hits`), rows nondecreasing.
+    Used on the CPU, for a mask of the negatives' own shape whose entries all lie
+    in the first ``first_width`` columns (the shared items): the forward then sets
+    those entries to ``-inf`` instead of a pass over the whole mask per block.
+    """
+    if mask is None or mask.device.type != "cpu" or mask.shape != shape:
+        return None
+    hits = _hits.known(mask)
+    if hits is None or (hits[1].numel() and int(hits[1].max()) >= first_width):
+        return None
+    return hits
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -1069,13 +1090,16 @@ def _exp_block(
     offsets: list[torch.Tensor | float | None],
     drops: list[torch.Tensor | None],
     include: bool,
+    first_hits: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Write ``exp(z - top)`` of one block of rows into ``outs``; return ``top`` and their sum per row.
 
     ``z = (s_k - s+) / T - log q_k``, ``-inf`` where masked, over the columns of
     every part; ``top`` is the row's largest ``z`` (at least 0, the positive's
     own ``z``, when it is in the normaliser), or 0 for a row of ``-inf``. Each
-    ``negs[i]`` may be ``outs[i]`` itself.
+    ``negs[i]`` may be ``outs[i]`` itself. ``first_hits``, ``(rows, columns)``
+    within the block, are masked entries of the first part given by position
+    (the parts' ``drops`` are then ``None``).
 
     The exponential is taken as ``2 ** ((z - top) log2(e))``: torch's
     vectorised ``exp2`` is about 1.5x as fast as its ``exp`` on the CPU (the
@@ -1102,6 +1126,8 @@ def _exp_block(
         if drop is not None:
             # where(out=) rather than masked_fill_: the same values, about twice as fast on CPU.
             torch.where(drop, out.new_full((), -math.inf), out, out=out)
+        elif first_hits is not None and out is outs[0]:
+            out.index_put_(first_hits, out.new_full((), -math.inf))
         part_top = out.amax(dim=1)
         if on_cpu and bool(torch.isposinf(part_top).any()):
             out.clamp_(max=biggest)
@@ -1130,18 +1156,30 @@ def _exponentials(
     offsets: torch.Tensor | float | None,
     drop: torch.Tensor | None,
     include: bool,
+    hits: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """The shifted exponentials, ``(B, width)`` per part, each row's shift ``top`` and their sum.
 
     Computed block of rows by block of rows (see ``_BLOCK_SCORES``); ``top``
     and the sum of each row's exponentials (over every part) are ``(B,)``.
+    ``hits`` (see :func:`_known_hits`), where given, replaces ``drop``.
     """
     batch = pos.shape[0]
     parts = [torch.empty((batch, width), dtype=pos.dtype, device=pos.device) for width in widths]
     offset_parts, drop_parts = _columns(offsets, widths), _columns(drop, widths)
+    blocks = _row_blocks(batch, sum(widths), pos.device)
+    bounds: list[int] = []
+    if hits is not None:
+        drop_parts = [None] * len(widths)
+        starts = torch.tensor([start for start, _ in blocks] + [batch], device=hits[0].device)
+        bounds = torch.searchsorted(hits[0], starts).tolist()
     tops, sums = [], []
-    for start, length in _row_blocks(batch, sum(widths), pos.device):
+    for block, (start, length) in enumerate(blocks):
         outs = [_rows(part, start, length) for part in parts]
+        block_hits = None
+        if hits is not None:
+            low, high = bounds[block], bounds[block + 1]
+            block_hits = (hits[0][low:high] - start, hits[1][low:high])
         top, total = _exp_block(
             outs,
             _rows(pos, start, length),
@@ -1150,6 +1188,7 @@ def _exponentials(
             [_rows(offset, start, length) for offset in offset_parts],
             [_rows(part_drop, start, length) for part_drop in drop_parts],
             include,
+            block_hits,
         )
         tops.append(top)
         sums.append(total)
@@ -1178,10 +1217,11 @@ def _softmax_forward(
     include: bool,
     offsets: torch.Tensor | float | None,
     drop: torch.Tensor | None,
+    hits: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The per-row loss terms; keeps on ``ctx`` what :func:`_softmax_backward` needs."""
     exp_parts, top, neg_sum = _exponentials(
-        scores_of, pos, widths, temperature, offsets, drop, include
+        scores_of, pos, widths, temperature, offsets, drop, include, hits
     )
     total = neg_sum + torch.exp(-top) if include else neg_sum
     # Per row, in float64 (for float32 work; no wider type for float64): the two halves
@@ -1198,10 +1238,15 @@ def _softmax_forward(
     # With the positive in and lambda = 1 an all-masked row is exactly 0 (log e^0)
     # with zero gradients already: only the other forms pay for finding such rows.
     if drop is not None and not (include and weight == 1.0):
-        valid = _has_negatives(drop)
+        if hits is None:
+            valid = _has_negatives(drop)
+        else:
+            # The hits are distinct entries: a row is all masked when it has one per column.
+            valid = torch.bincount(hits[0], minlength=pos.shape[0]) < sum(widths)
         terms = torch.where(valid, terms, torch.zeros_like(terms))
     float_offsets = None if isinstance(offsets, torch.Tensor) else offsets
     ctx.softmax = (widths, temperature, weight, include, float_offsets, neg_sum, total, valid)
+    ctx.hits = hits
     # Intermediates, kept on ctx (not saved): the first backward overwrites them.
     ctx.exp_parts = exp_parts
     return terms
@@ -1256,9 +1301,9 @@ def _softmax_backward(
         exp_parts = ctx.exp_parts
         if exp_parts is None:
             # A second backward through the graph: the first one used the exponentials up.
-            exp_parts = _exponentials(scores_of, pos, widths, temperature, offsets, drop, include)[
-                0
-            ]
+            exp_parts = _exponentials(
+                scores_of, pos, widths, temperature, offsets, drop, include, ctx.hits
+            )[0]
         row = rows_with_negatives(grad * weight / total)
         prob_sum = neg_sum
         grad_offsets = None
@@ -1392,6 +1437,7 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
         include: bool,
         offsets: torch.Tensor | float | None,
         drop: torch.Tensor | None,
+        hits: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         ctx.save_for_backward(pos, users, items, rows, _tensor_offsets(offsets), drop)
         return _softmax_forward(
@@ -1404,6 +1450,7 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
             include,
             offsets,
             drop,
+            hits,
         )
 
     @staticmethod
@@ -1451,6 +1498,7 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
             None,
             None,
             grad_offsets,
+            None,
             None,
         )
 

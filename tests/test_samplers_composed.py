@@ -9,12 +9,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import negsample.functional
 from negsample import (
     CandidateSampler,
     HardNegativeSampler,
     MFModel,
     PositiveIndex,
+    SampledSoftmaxLoss,
     SharedNegativeSampler,
+    _hits,
 )
 from negsample.samplers import CandidateSet
 from tests.strategies import Case, batches, cases, table_scorer
@@ -240,3 +243,90 @@ def test_an_ahns_hard_sampler_gets_the_batch_s_positives() -> None:
     assert torch.equal(cands.row_items, ahns().sample(users, model, positives=pos_items))
     with pytest.raises(ValueError, match="selection='ahns' needs the pos_items"):
         CandidateSampler(index, 5, hard=ahns()).sample(users, None, model)
+
+
+# ---------------------------------------------------------- the mask's recorded hits
+
+
+@given(data=st.data())
+def test_the_recorded_hits_are_exactly_the_mask_s_true_entries_rows_in_order(
+    data: st.DataObject,
+) -> None:
+    case = data.draw(cases(allow_full=False))
+    users = data.draw(batches(case))
+    pos_items = torch.tensor(
+        [data.draw(st.integers(0, case.num_items - 1)) for _ in range(users.numel())]
+    )
+    num_shared = data.draw(st.integers(0, 6))
+    hard = HardNegativeSampler(case.index, 3, num_hard=1, num_random=1, generator=1)
+    sampler = CandidateSampler(case.index, num_shared, in_batch=True, hard=hard, generator=0)
+    scores = torch.randn(len(case.positives), case.num_items, generator=torch.Generator())
+    cands = sampler.sample(users, pos_items, table_scorer(scores))
+    hits = _hits.known(cands.mask)
+    if not bool(cands.mask.any()):
+        assert hits is None or hits[0].numel() == 0
+        return
+    assert hits is not None
+    rows, columns = hits
+    assert bool((rows[1:] >= rows[:-1]).all())
+    recorded = sorted(zip(rows.tolist(), columns.tolist(), strict=True))
+    assert recorded == sorted(map(tuple, cands.mask.nonzero().tolist()))
+
+
+def _loss_and_grads(
+    model: MFModel,
+    users: torch.Tensor,
+    pos_items: torch.Tensor,
+    cands: CandidateSet,
+    mask: torch.Tensor,
+) -> list[torch.Tensor]:
+    model.zero_grad()
+    loss_fn = SampledSoftmaxLoss(0.1, neg_weight=1.22, include_positive=False, reduction="none")
+    vectors = model.candidate_vectors(users, pos_items, cands.items, cands.row_items)
+    loss = loss_fn.from_vectors(*vectors, log_q=cands.log_q, mask=mask)
+    loss.sum().backward()
+    return [loss.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_the_fused_loss_over_a_candidate_set_s_mask_equals_it_over_a_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The recorded hits (set by position) against the copy (no record: read whole),
+    # over several blocks of rows, with a row whose every negative is masked.
+    monkeypatch.setattr(negsample.functional, "_BLOCK_SCORES", 40)
+    index = PositiveIndex.from_pairs(
+        torch.tensor([0, 0, 0, 1, 1, 2, 3, 4]), torch.tensor([1, 2, 3, 3, 4, 5, 1, 2]), num_items=8
+    )
+    torch.manual_seed(0)
+    model = MFModel(5, 8, 4, similarity="cosine")
+    # Every positive of the batch is one of user 0's: its in-batch columns are all masked.
+    users = torch.tensor([0, 0, 0, 1, 3, 4, 0, 1, 3])
+    pos_items = torch.tensor([1, 2, 3, 3, 1, 2, 1, 3, 1])
+    for num_shared, hard in ((0, None), (3, HardNegativeSampler(index, 3, 1, 0, generator=1))):
+        sampler = CandidateSampler(index, num_shared, in_batch=True, hard=hard, generator=0)
+        cands = sampler.sample(users, pos_items, model)
+        assert _hits.known(cands.mask) is not None  # the fast path is the one tested
+        if hard is None:
+            assert bool(cands.mask[0].all())
+        fused = _loss_and_grads(model, users, pos_items, cands, cands.mask)
+        dense = _loss_and_grads(model, users, pos_items, cands, cands.mask.clone())
+        for a, b in zip(fused, dense, strict=True):
+            assert torch.equal(a, b)
+        if hard is None:
+            assert fused[0][0].item() == 0.0
+
+
+def test_a_mask_changed_in_place_is_read_whole_not_by_its_stale_record() -> None:
+    index = gowalla_like()
+    torch.manual_seed(0)
+    model = MFModel(50, 200, 8, similarity="cosine")
+    users, pos_items = torch.tensor([0, 7, 7, 9]), torch.tensor([3, 4, 5, 6])
+    cands = CandidateSampler(index, 5, in_batch=True, generator=0).sample(users, pos_items)
+    before = _loss_and_grads(model, users, pos_items, cands, cands.mask)[0]
+    free = (~cands.mask[0]).nonzero()[0, 0]
+    cands.mask[0, free] = True
+    assert _hits.known(cands.mask) is None
+    after = _loss_and_grads(model, users, pos_items, cands, cands.mask)[0]
+    expected = _loss_and_grads(model, users, pos_items, cands, cands.mask.clone())[0]
+    assert torch.equal(after, expected)
+    assert after[0].item() != before[0].item()

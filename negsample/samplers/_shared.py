@@ -24,6 +24,7 @@ from typing import Literal
 
 import torch
 
+from negsample import _hits
 from negsample import candidates as _candidates_module
 from negsample._checks import as_index_tensor, check_ids_in_range, check_int
 from negsample._random import draw_bits
@@ -518,5 +519,9 @@ def _shared_mask_compacting(
         int(copies.sum()), device=device
     )
     mask = torch.zeros((batch, width), dtype=torch.bool, device=device)
-    mask[torch.repeat_interleave(rows, copies), order.index_select(0, slots)] = True
+    hit_rows, hit_columns = torch.repeat_interleave(rows, copies), order.index_select(0, slots)
+    mask[hit_rows, hit_columns] = True
+    # The rows are nondecreasing (rows in order, each repeated): the fused softmax loss
+    # sets these entries alone instead of reading the whole mask.
+    _hits.attach(mask, hit_rows, hit_columns)
     return mask
