@@ -218,16 +218,30 @@ def _replace_positives(
     items for the entries that ``take`` selects from any ``(B, k)`` tensor, one
     row of the result per user in ``rows``. On a device in
     ``_COMPACTING_DEVICES`` with a filter, only the entries the filter flags are
-    tested and only the positives among them are redrawn; elsewhere (and while
-    ``torch.compile`` traces: the compaction's shapes depend on the data) every
-    entry is, with fixed shapes. Both give the same result.
+    tested and only the positives among them are redrawn; elsewhere every entry
+    is, with fixed shapes. Both give the same result.
     """
-    compacts = first.device.type in _COMPACTING_DEVICES and not torch.compiler.is_compiling()
-    if pair_filter is not None and compacts:
-        flagged: torch.Tensor = _replace_flagged(index, pair_filter, users, first, second)
+    if pair_filter is not None and first.device.type in _COMPACTING_DEVICES:
+        # Traced, the compaction (data-dependent shapes) runs eagerly between two graphs.
+        replace = _eager_replace_flagged() if torch.compiler.is_compiling() else _replace_flagged
+        flagged: torch.Tensor = replace(index, pair_filter, users, first, second)
         return flagged
     positive = index._is_positive(users[:, None].expand_as(first), first)
     return torch.where(positive, second(users, lambda table: table), first)
+
+
+_EAGER: list[Callable[..., torch.Tensor]] = []
+
+
+def _eager_replace_flagged() -> Callable[..., torch.Tensor]:
+    """:func:`_replace_flagged` under ``torch.compiler.disable``, made on first use.
+
+    Made only while ``torch.compile`` traces, so that importing negsample does
+    not import dynamo (about 2 s).
+    """
+    if not _EAGER:
+        _EAGER.append(torch.compiler.disable(_replace_flagged))
+    return _EAGER[0]
 
 
 def _replace_flagged(

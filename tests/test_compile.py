@@ -8,10 +8,6 @@ What compiles (torch 2.13, CPU):
   ``negsample.candidates._COMPACTING_DEVICES``): one graph, ``fullgraph=True``,
   under inductor, ``aot_eager`` and ``eager``. Tested below with inductor on
   fixed draws.
-* the same on the CPU as it is: eagerly, uniform candidates there search only
-  the draws that the pair filter flags (``torch.nonzero``, data-dependent
-  shapes); while dynamo traces they search every draw, so the CPU path is one
-  graph too, with the same result.
 * ``sampler.sample`` with ``generator=None`` (torch's default generator) and
   ``validate=False``, on that path: one graph, ``fullgraph=True``; the draws
   stay ``aten.randint`` calls on the default generator, so a compiled sampler
@@ -19,6 +15,10 @@ What compiles (torch 2.13, CPU):
 
 Where it breaks (each is a graph break without ``fullgraph``, an error with it):
 
+* on the CPU, uniform candidates search only the draws that the pair filter
+  flags, gathered with ``torch.nonzero`` (data-dependent shapes); that step is
+  ``torch.compiler.disable``-d, so it runs eagerly between two graphs. Tested
+  below with inductor, without ``fullgraph``;
 
 * a seeded sampler (``generator=int`` or a ``torch.Generator``):
   ``torch.randint(..., generator=gen)`` is not traceable ("Failed to convert
@@ -191,7 +191,7 @@ def test_compiled_seeded_sample_breaks_at_the_draws_and_still_matches_eager() ->
 
 
 @INDUCTOR
-def test_inductor_compiled_sampler_on_cpu_matches_eager_and_traces_as_one_graph() -> None:
+def test_inductor_compiled_sampler_on_cpu_runs_the_filtered_draw_eagerly_and_matches() -> None:
     index = _index()
     model = _integer_model()
     eager = HardNegativeSampler(index, M, HARD, RANDOM, generator=6, validate=False)
@@ -210,8 +210,7 @@ def test_inductor_compiled_sampler_on_cpu_matches_eager_and_traces_as_one_graph(
             index, users, model, draws, num_hard=HARD, num_random=RANDOM, validate=False
         )
 
-    # Traced, the CPU path searches every draw instead of compacting the flagged
-    # ones: once the draws are given it is one graph, with the eager result.
+    # The only break left once the draws are given is the filtered draw itself.
     one_graph = torch.compile(select, fullgraph=True, backend="eager")
-    draws = eager.draw(BATCH)
-    assert torch.equal(one_graph(users, draws), select(users, draws))
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="_replace_flagged"):
+        one_graph(users, eager.draw(BATCH))

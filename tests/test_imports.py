@@ -214,3 +214,17 @@ def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_importing_the_package_and_its_command_does_not_import_dynamo() -> None:
+    """``torch._dynamo`` takes about 2 s to import: only ``torch.compile`` should pay it."""
+    script = (
+        "import sys\n"
+        "import negsample, negsample.cli, negsample.data, negsample.metrics\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
