@@ -240,7 +240,7 @@ def _eager_replace_flagged() -> Callable[..., torch.Tensor]:
     not import dynamo (about 2 s).
     """
     if not _EAGER:
-        _EAGER.append(torch.compiler.disable(_replace_flagged))
+        _EAGER.append(torch.compiler.disable(_replace_flagged))  # type: ignore[no-untyped-call]
     return _EAGER[0]
 
 
