@@ -330,3 +330,25 @@ def test_a_mask_changed_in_place_is_read_whole_not_by_its_stale_record() -> None
     expected = _loss_and_grads(model, users, pos_items, cands, cands.mask.clone())[0]
     assert torch.equal(after, expected)
     assert after[0].item() != before[0].item()
+
+
+def test_copies_of_a_candidate_set_s_mask_carry_no_record_and_records_go_with_the_mask() -> None:
+    import copy
+    import io
+
+    index = gowalla_like()
+    users, pos_items = torch.tensor([0, 7, 7, 9]), torch.tensor([3, 4, 5, 6])
+    cands = CandidateSampler(index, 5, in_batch=True, generator=0).sample(users, pos_items)
+    mask = cands.mask
+    assert _hits.known(mask) is not None
+    copied = copy.deepcopy(mask)
+    buffer = io.BytesIO()
+    torch.save(mask, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer)
+    for other in (copied, loaded, mask.clone(), mask[:, :]):
+        assert torch.equal(other, mask)
+        assert _hits.known(other) is None
+    records = len(_hits._RECORDS)
+    del cands, mask, other  # the last view holds its base
+    assert len(_hits._RECORDS) == records - 1
