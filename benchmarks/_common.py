@@ -40,10 +40,10 @@ def load_index(data: str | None) -> tuple[PositiveIndex, str]:
     )
 
 
-def time_side_by_side(
+def samples_side_by_side(
     fns: dict[str, Callable[[], object]], repeats: dict[str, int], rounds: int = 5
-) -> dict[str, float]:
-    """Median seconds per call of each function, interleaving them round by round.
+) -> dict[str, list[float]]:
+    """Seconds per call of each function in each round, interleaving them round by round.
 
     Each round calls every function once untimed just before timing it, so that
     none is timed with the caches the previous function left cold (a slow peer
@@ -57,6 +57,14 @@ def time_side_by_side(
             for _ in range(repeats[name]):
                 fn()
             samples[name].append((time.perf_counter() - start) / repeats[name])
+    return samples
+
+
+def time_side_by_side(
+    fns: dict[str, Callable[[], object]], repeats: dict[str, int], rounds: int = 5
+) -> dict[str, float]:
+    """Median seconds per call of each function, interleaving them round by round."""
+    samples = samples_side_by_side(fns, repeats, rounds)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
