@@ -352,3 +352,24 @@ def test_copies_of_a_candidate_set_s_mask_carry_no_record_and_records_go_with_th
     records = len(_hits._RECORDS)
     del cands, mask, other  # the last view holds its base
     assert len(_hits._RECORDS) == records - 1
+
+
+def test_a_mask_made_in_inference_mode_has_no_record_and_masks_the_same() -> None:
+    # Inference tensors keep no version counter: nothing is recorded, the mask is read whole.
+    index = gowalla_like()
+    torch.manual_seed(0)
+    model = MFModel(50, 200, 8, similarity="cosine")
+    users, pos_items = torch.tensor([0, 7, 7, 9]), torch.tensor([3, 4, 5, 6])
+    sampler = CandidateSampler(index, 5, in_batch=True, generator=0)
+    loss_fn = SampledSoftmaxLoss(0.1, reduction="none")
+    with torch.inference_mode():
+        cands = sampler.sample(users, pos_items)
+        assert _hits.known(cands.mask) is None
+        vectors = model.candidate_vectors(users, pos_items, cands.items, cands.row_items)
+        inferred = loss_fn.from_vectors(*vectors, log_q=cands.log_q, mask=cands.mask)
+    recorded = CandidateSampler(index, 5, in_batch=True, generator=0).sample(users, pos_items)
+    assert torch.equal(recorded.mask, cands.mask) and _hits.known(recorded.mask) is not None
+    with torch.no_grad():
+        vectors = model.candidate_vectors(users, pos_items, recorded.items, recorded.row_items)
+        expected = loss_fn.from_vectors(*vectors, log_q=recorded.log_q, mask=recorded.mask)
+    assert torch.equal(inferred, expected)
