@@ -11,6 +11,7 @@ from negsample.cli import main
 from negsample.cli._parser import UsageError, build_parser, train_settings
 from negsample.cli._recipes import SOFTMAX_FORMS, TRIAL_EPOCHS, scores_every_item
 from negsample.data import synthetic_dataset
+from negsample.index import PositiveIndex
 
 
 def settings_of(*args: str):  # type: ignore[no-untyped-def]
@@ -30,6 +31,13 @@ def epoch_losses(out: str, name: str) -> dict[int, str]:
     """Epoch -> the loss as printed, for the log lines of the run called ``name``."""
     pattern = rf"^\[\s*{re.escape(name)}\] epoch\s+(\d+)  loss (\S+)"
     return {int(e): loss for e, loss in re.findall(pattern, out, flags=re.MULTILINE)}
+
+
+def _small_index() -> PositiveIndex:
+    """30 users with 3 positives each among 200 items: the step tests' data."""
+    return PositiveIndex.from_dict(
+        {u: [u % 11, (u * 3 + 1) % 11, 12 + u % 5] for u in range(30)}, num_items=200
+    )
 
 
 def test_on_a_file_the_default_is_the_softmax_recipe_with_its_form_chosen() -> None:
@@ -201,15 +209,12 @@ def test_the_slatk_step_is_the_public_loss_with_thresholds_estimated_every_few_e
         CandidateSampler,
         HardNegativeSampler,
         MFModel,
-        PositiveIndex,
         SoftmaxAtKLoss,
         estimate_topk_thresholds,
     )
     from negsample.cli._recipes import SLATK_CANDIDATES, SLATK_EVERY, make_step, recipe
 
-    index = PositiveIndex.from_dict(
-        {u: [u % 11, (u * 3 + 1) % 11, 12 + u % 5] for u in range(30)}, num_items=200
-    )
+    index = _small_index()
     users, items = index.pairs()  # 90 pairs: one step per epoch
     config = recipe("softmax", slatk=5, num_negatives=20, num_candidates=8, seed=5, batch_size=90)
     torch.manual_seed(0)
@@ -266,14 +271,11 @@ def test_the_psl_step_is_the_public_loss_over_the_candidate_set(activation: str)
         HardNegativeSampler,
         MFModel,
         PairwiseSoftmaxLoss,
-        PositiveIndex,
         SampledSoftmaxLoss,
     )
     from negsample.cli._recipes import PSL_SCORE_SCALE, make_step, recipe
 
-    index = PositiveIndex.from_dict(
-        {u: [u % 11, (u * 3 + 1) % 11, 12 + u % 5] for u in range(30)}, num_items=200
-    )
+    index = _small_index()
     users, items = index.pairs()
     config = recipe(
         "softmax", psl=activation, num_negatives=20, num_candidates=8, seed=5, batch_size=90

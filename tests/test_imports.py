@@ -210,10 +210,7 @@ def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
         "        del sys.modules[loaded]\n"
         "    importlib.import_module(name)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
+    _fresh_python(script)
 
 
 def test_importing_the_package_and_its_command_does_not_import_dynamo() -> None:
@@ -223,8 +220,13 @@ def test_importing_the_package_and_its_command_does_not_import_dynamo() -> None:
         "import negsample, negsample.cli, negsample.data, negsample.metrics\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
+    assert _fresh_python(script).strip() == "False"
+
+
+def _fresh_python(script: str) -> str:
+    """``script``'s standard output in a fresh interpreter; it must exit with status 0."""
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    return result.stdout
