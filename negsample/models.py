@@ -16,7 +16,7 @@ from negsample._checks import _short, check_ids_in_range, check_int, is_integer_
 from negsample._ranking import check_no_nan, top_k_items
 from negsample.index import PositiveIndex
 
-__all__ = ["CandidateVectors", "MFModel"]
+__all__ = ["CandidateVectors", "MFModel", "PairwiseTerms"]
 
 # Rows of users scored at once by ``recommend``: about 2**24 scores per chunk.
 _RECOMMEND_CHUNK_SCORES = 2**24
@@ -157,6 +157,17 @@ class CandidateVectors(NamedTuple):
     """``(K, d)`` of the items shared by every row."""
     row_vectors: torch.Tensor | None
     """``(B, n, d)`` of each row's own items, or ``None``."""
+
+
+class PairwiseTerms(NamedTuple):
+    """What :meth:`negsample.MFModel.scores_and_l2` returns."""
+
+    pos_scores: torch.Tensor
+    """``(B,)`` scores of the positives."""
+    neg_scores: torch.Tensor
+    """Scores of the negatives, in the shape of ``neg_items``."""
+    l2: torch.Tensor
+    """The scalar :meth:`~negsample.MFModel.l2_regularization` of the batch."""
 
 
 class MFModel(nn.Module):
@@ -764,6 +775,74 @@ class MFModel(nn.Module):
             >>> model.l2_regularization(users, pos_items, torch.tensor([[1, 2], [2, 0]]))
             tensor(13., grad_fn=<DivBackward0>)
         """
+        users_t, pos_t, neg_t = self._pairwise_ids(users, pos_items, neg_items)
+        batch = users_t.shape[0]
+        user_vectors: torch.Tensor = self.user_embedding(users_t)
+        # One lookup of the positives and negatives together: each lookup's gradient is
+        # a dense (num_items, dim) tensor, so two would cost two passes over the table.
+        items = torch.cat([pos_t.reshape(batch, -1), neg_t.reshape(batch, -1)], dim=1)
+        item_vectors: torch.Tensor = self.item_embedding(items)
+        return _l2_penalty(user_vectors, item_vectors, batch)
+
+    def scores_and_l2(
+        self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor
+    ) -> PairwiseTerms:
+        """A pairwise (BPR or BCE) step's scores and L2 penalty, each embedding looked up once.
+
+        The same values as ``model(users, pos_items)``,
+        ``model(users[:, None], neg_items)`` and
+        :meth:`l2_regularization` ``(users, pos_items, neg_items)`` (equal up to
+        float rounding), from one lookup of each table instead of two: the
+        gradient of each lookup is a dense ``(rows, dim)`` tensor, so on the
+        CPU that halves the backward's passes over the tables (a BPR epoch of
+        the ``negsample train`` demo about 1.2x as fast). For cosine scores the
+        penalty is on the embeddings, as in :meth:`l2_regularization`.
+
+        Args:
+            users: 1-D integer tensor of ``B`` user ids.
+            pos_items: Integer tensor of positive items, shape ``(B,)`` or ``(B, 1)``.
+            neg_items: Integer tensor of negative items, shape ``(B, N)`` or ``(B,)``.
+
+        Returns:
+            :class:`PairwiseTerms`: ``pos_scores`` ``(B,)``, ``neg_scores`` of
+            ``neg_items``' shape, and the scalar ``l2``.
+
+        Raises:
+            TypeError: If an argument is not an integer tensor.
+            ValueError: As :meth:`l2_regularization`.
+
+        Example:
+            >>> _ = torch.manual_seed(0)
+            >>> model = MFModel(3, 5, dim=4)
+            >>> users, pos_items = torch.tensor([0, 2]), torch.tensor([1, 4])
+            >>> neg_items = torch.tensor([[0, 3], [2, 1]])
+            >>> pos, neg, l2 = model.scores_and_l2(users, pos_items, neg_items)
+            >>> torch.allclose(neg, model(users[:, None], neg_items))
+            True
+            >>> torch.allclose(l2, model.l2_regularization(users, pos_items, neg_items))
+            True
+        """
+        users_t, pos_t, neg_t = self._pairwise_ids(users, pos_items, neg_items)
+        batch = users_t.shape[0]
+        items = torch.cat([pos_t.reshape(batch, -1), neg_t.reshape(batch, -1)], dim=1)
+        user_vectors: torch.Tensor = self.user_embedding(users_t)
+        item_vectors: torch.Tensor = self.item_embedding(items)
+        penalty = _l2_penalty(user_vectors, item_vectors, batch)
+        if self.similarity == "cosine":
+            user_vectors = F.normalize(user_vectors, dim=-1)
+            item_vectors = F.normalize(item_vectors, dim=-1)
+        if items.shape[1] > _ROW_PRODUCT_MIN_ITEMS:
+            scores = torch.bmm(item_vectors, user_vectors.unsqueeze(2)).squeeze(2)
+        else:
+            scores = (user_vectors.unsqueeze(1) * item_vectors).sum(dim=-1)
+        if self.item_bias is not None:
+            scores = scores + self.item_bias[items]
+        return PairwiseTerms(scores[:, 0], scores[:, 1:].reshape(neg_t.shape), penalty)
+
+    def _pairwise_ids(
+        self, users: Any, pos_items: Any, neg_items: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Checked ids of a pairwise batch: ``users`` ``(B,)``, positives ``(B,)`` or ``(B, 1)``."""
         users_t = self._user_ids(users)
         pos_t = self._item_ids("pos_items", pos_items)
         neg_t = self._item_ids("neg_items", neg_items)
@@ -785,10 +864,10 @@ class MFModel(nn.Module):
                 raise ValueError(
                     f"{name} must have B={batch} rows like users, got shape {tuple(tensor.shape)}"
                 )
-        user_vectors: torch.Tensor = self.user_embedding(users_t)
-        # One lookup of the positives and negatives together: each lookup's gradient is
-        # a dense (num_items, dim) tensor, so two would cost two passes over the table.
-        items = torch.cat([pos_t.reshape(batch, -1), neg_t.reshape(batch, -1)], dim=1)
-        item_vectors: torch.Tensor = self.item_embedding(items)
-        total = user_vectors.pow(2).sum() + item_vectors.pow(2).sum()
-        return 0.5 * total / batch
+        return users_t, pos_t, neg_t
+
+
+def _l2_penalty(user_vectors: torch.Tensor, item_vectors: torch.Tensor, batch: int) -> torch.Tensor:
+    """``0.5 * (sum of squares of both) / batch``: :meth:`MFModel.l2_regularization`'s value."""
+    total = user_vectors.pow(2).sum() + item_vectors.pow(2).sum()
+    return 0.5 * total / batch

@@ -585,6 +585,62 @@ def test_l2_regularization_errors(
         small_model().l2_regularization(as_ids(users), as_ids(pos), as_ids(neg))
 
 
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("neg_shape", ["(B, N) short", "(B, N) long", "(B,)"])
+def test_scores_and_l2_equal_the_separate_calls(
+    similarity: str, bias: bool, neg_shape: str
+) -> None:
+    # The separate calls' values and gradients, in float64, from one lookup per table.
+    gen = torch.Generator().manual_seed(3)
+    users = torch.randint(0, 4, (5,), generator=gen)
+    pos = torch.randint(0, 6, (5, 1), generator=gen)
+    width = {"(B, N) short": 3, "(B, N) long": 11, "(B,)": 1}[neg_shape]
+    neg = torch.randint(0, 6, (5, width), generator=gen)
+    if neg_shape == "(B,)":
+        neg = neg[:, 0]
+
+    separate, fused = (
+        small_model(bias=bias, dtype=torch.float64, similarity=similarity) for _ in range(2)
+    )
+    expected = (
+        separate(users, pos[:, 0]),
+        separate(users[:, None] if neg.ndim == 2 else users, neg),
+        separate.l2_regularization(users, pos, neg),
+    )
+    lookups = {"user": 0, "item": 0}
+    for name in lookups:
+        table = getattr(fused, f"{name}_embedding")
+        table.register_forward_hook(
+            lambda *_, name=name: lookups.__setitem__(name, lookups[name] + 1)
+        )
+    terms = fused.scores_and_l2(users, pos, neg)
+    assert lookups == {"user": 1, "item": 1}
+    assert terms.pos_scores.shape == (5,) and terms.neg_scores.shape == neg.shape
+    for got, want in zip(terms, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # The same weighted sum of the three, differentiated both ways.
+    weights = torch.linspace(0.5, 2.0, neg.numel(), dtype=torch.float64).view(neg.shape)
+    (expected[0].sum() + (weights * expected[1]).sum() + 3 * expected[2]).backward()
+    (terms.pos_scores.sum() + (weights * terms.neg_scores).sum() + 3 * terms.l2).backward()
+    for want_p, got_p in zip(separate.parameters(), fused.parameters(), strict=True):
+        assert want_p.grad is not None and got_p.grad is not None
+        torch.testing.assert_close(got_p.grad, want_p.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_scores_and_l2_checks_like_l2_regularization() -> None:
+    model = small_model()
+    with pytest.raises(ValueError, match=r"pos_items must have shape \(B,\) or \(B, 1\)"):
+        model.scores_and_l2(torch.tensor([0]), torch.tensor([[1, 2]]), torch.tensor([[1]]))
+    with pytest.raises(ValueError, match="users is empty"):
+        empty = torch.zeros(0, dtype=torch.int64)
+        model.scores_and_l2(empty, empty, empty[:, None])
+    with pytest.raises(TypeError, match="neg_items must be an integer tensor"):
+        model.scores_and_l2(torch.tensor([0]), torch.tensor([1]), torch.tensor([[1.0]]))
+    with pytest.raises(ValueError, match="MFModel has num_items=6"):
+        model.scores_and_l2(torch.tensor([0]), torch.tensor([1]), torch.tensor([[6]]))
+
+
 def test_l2_regularization_needs_integer_tensors() -> None:
     with pytest.raises(
         TypeError, match=r"neg_items must be an integer tensor of ids, got dtype torch\.float32"

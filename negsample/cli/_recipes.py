@@ -262,10 +262,16 @@ def pairwise_step(
             neg_items = ahns.sample(users, model, positives=pos_items)
         else:
             neg_items = sampler.sample(users, model)
-        # The positive and its negatives in one call: one lookup per table, so one dense
-        # gradient of each table instead of two.
+        if scorer is model:
+            # The scores and the penalty from one lookup of each table: one dense
+            # gradient per table instead of two.
+            pos_scores, neg_scores, penalty = model.scores_and_l2(users, pos_items, neg_items)
+            loss: torch.Tensor = loss_fn(pos_scores, neg_scores)
+            return loss + reg * penalty
+        # A wrapper (e.g. DistributedDataParallel) must score for its gradients to be
+        # reduced: the positive and its negatives in one call.
         scores = scorer(users.unsqueeze(1), torch.cat([pos_items.unsqueeze(1), neg_items], dim=1))
-        loss: torch.Tensor = loss_fn(scores[:, 0], scores[:, 1:])
+        loss = loss_fn(scores[:, 0], scores[:, 1:])
         return loss + reg * model.l2_regularization(users, pos_items, neg_items)
 
     return step, str(sampler)
