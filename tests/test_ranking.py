@@ -57,36 +57,44 @@ def test_top_k_items_matches_a_naive_sort(data: st.DataObject) -> None:
     assert plain.tolist() == [naive_top_k(scores[u], set(), k) for u in range(num_users)]
 
 
-@pytest.mark.parametrize(("group", "groups_per_pick"), [(2, 1), (3, 1), (2, 2)])
+@pytest.mark.parametrize(
+    ("groups", "groups_per_pick"), [((2,), 1), ((3,), 1), ((2,), 2), ((5, 2), 2)]
+)
 @given(data=st.data())
 def test_top_k_items_through_kept_groups_matches_a_naive_sort(
-    group: int, groups_per_pick: int, data: st.DataObject
+    groups: tuple[int, ...], groups_per_pick: int, data: st.DataObject
 ) -> None:
     # On the CPU, rows of many items first keep the (strided) groups of items with the
     # largest maxima. Force that on small rows (groups of 2 or 3 items, a partial
-    # last group) and check every tie, NaN, inf and exclusion against the oracle.
+    # last group; groups of 5 where there are enough, else of 2) and check every tie,
+    # NaN, inf and exclusion against the oracle.
     scores, rows, index, k = draw_case(data, 4, 24)
     num_users = len(scores)
     users = torch.arange(num_users)
-    original = (ranking._GROUP, ranking._MIN_GROUPS_PER_PICK)
-    ranking._GROUP, ranking._MIN_GROUPS_PER_PICK = group, groups_per_pick
+    original = (ranking._GROUPS, ranking._MIN_GROUPS_PER_PICK)
+    ranking._GROUPS, ranking._MIN_GROUPS_PER_PICK = groups, groups_per_pick
     try:
         got = top_k_items(torch.tensor(scores), k, exclude=index, users=users)
         plain = top_k_items(torch.tensor(scores), k)
     finally:
-        ranking._GROUP, ranking._MIN_GROUPS_PER_PICK = original
+        ranking._GROUPS, ranking._MIN_GROUPS_PER_PICK = original
     assert got.tolist() == [naive_top_k(scores[u], rows[u], k) for u in range(num_users)]
     assert plain.tolist() == [naive_top_k(scores[u], set(), k) for u in range(num_users)]
 
 
-def test_top_k_items_of_a_large_catalogue_with_ties_match_a_naive_sort() -> None:
-    # The sizes of an evaluation (the kept groups are the default path here): scores
-    # rounded to a few values, so ties straddle the k-th place in many rows.
+@pytest.mark.parametrize(("num_items", "group"), [(3000, 16), (1700, 8)])
+def test_top_k_items_of_a_large_catalogue_with_ties_match_a_naive_sort(
+    num_items: int, group: int
+) -> None:
+    # The sizes of an evaluation (the kept groups, of 16 items or, with too few such
+    # groups, of 8, are the default path here): scores rounded to a few values, so ties
+    # straddle the k-th place in many rows.
     generator = torch.Generator().manual_seed(0)
-    num_users, num_items, k = 40, 3000, 20
+    num_users, k = 40, 20
     scores = (torch.randn(num_users, num_items, generator=generator) * 4).round() / 4
     scores[3, 100:140] = 10.0  # 40 items tied above the rest: the tie spans groups
-    assert (num_items // ranking._GROUP) >= ranking._MIN_GROUPS_PER_PICK * (k + 1)
+    fits = [g for g in ranking._GROUPS if num_items // g >= ranking._MIN_GROUPS_PER_PICK * (k + 1)]
+    assert fits[0] == group
     rows = {
         u: torch.randperm(num_items, generator=generator)[:50].tolist() for u in range(num_users)
     }
