@@ -51,9 +51,9 @@ def test_the_mask_covers_exactly_the_known_positives_of_every_source(data: st.Da
     )
     cands = sampler.sample(users, pos_items, table_scorer(scores), negatives=supplied)
     batch = users.numel()
-    assert cands.items.shape == (num_shared + batch,)
+    # On the CPU the in-batch columns are the batch's distinct positives, each once.
+    assert torch.equal(cands.items[num_shared:], torch.tensor(sorted(set(pos_items.tolist()))))
     assert cands.row_items is not None and cands.row_items.shape == (batch, 4)
-    assert torch.equal(cands.items[num_shared:], pos_items)
     assert torch.equal(cands.row_items[:, 2:], supplied)
     columns = [cands.items.tolist() + row for row in cands.row_items.tolist()]
     assert cands.mask.tolist() == brute_force_mask(case, users.tolist(), columns)
@@ -85,21 +85,99 @@ def test_it_equals_the_composition_by_hand(kind: dict[str, object]) -> None:
     shared = SharedNegativeSampler(index, k, generator=0, **kind)  # type: ignore[arg-type]
     drawn = shared.sample(users)
     batch = shared.in_batch(users, pos_items)
-    items = torch.cat([drawn.items, batch.items])
+    # The in-batch columns: each distinct positive once (its first copy's mask column),
+    # its log_q lowered by the log of its number of copies.
+    distinct, copies = torch.unique(pos_items, return_counts=True)
+    assert distinct.numel() < b  # the case has repeated positives
+    first = torch.tensor([pos_items.tolist().index(item) for item in distinct.tolist()])
+    items = torch.cat([drawn.items, distinct])
     log_q = torch.logaddexp(
         shared.log_prob(items) + math.log(k), shared.in_batch_log_prob(items) + math.log(b)
     )
+    log_q[k:] -= copies.log()
     hard_items = HardNegativeSampler(index, 10, 3, 0, generator=1).sample(users, model)
     assert torch.equal(cands.items, items)
     assert cands.row_items is not None and torch.equal(cands.row_items, hard_items)
     assert torch.equal(
         cands.mask,
-        torch.cat([drawn.mask, batch.mask, torch.zeros_like(hard_items, dtype=torch.bool)], 1),
+        torch.cat(
+            [drawn.mask, batch.mask[:, first], torch.zeros_like(hard_items, dtype=torch.bool)], 1
+        ),
     )
     expected_log_q = torch.cat([log_q, torch.full((3,), math.log(k / 200))])
     torch.testing.assert_close(cands.log_q, expected_log_q)
-    assert cands.sources == (("shared", 32), ("in-batch", 64), ("hard", 3))
-    assert cands.columns("in-batch") == slice(32, 96)
+    width = distinct.numel()
+    assert cands.sources == (("shared", 32), ("in-batch", width), ("hard", 3))
+    assert cands.columns("in-batch") == slice(32, 32 + width)
+
+
+@pytest.mark.parametrize(
+    ("neg_weight", "include_positive"), [(1.0, True), (1.22, False)], ids=["plain", "bilateral"]
+)
+def test_merged_in_batch_columns_give_the_loss_of_one_column_per_copy(
+    neg_weight: float, include_positive: bool
+) -> None:
+    # The candidate set's distinct in-batch columns against the docs' by-hand set (one
+    # column per positive, copies included): the same losses and gradients, in float64
+    # (log_q too: torch's default dtype), through the scores and through the vectors.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        _check_merged_columns(neg_weight, include_positive)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _check_merged_columns(neg_weight: float, include_positive: bool) -> None:
+    index = gowalla_like()
+    users, pos_items = index.pairs()
+    order = torch.randperm(users.numel(), generator=torch.Generator().manual_seed(1))[:96]
+    users, pos_items = users[order], pos_items[order]
+    torch.manual_seed(0)
+    model = MFModel(50, 200, 8, similarity="cosine", dtype=torch.float64)
+    hard = HardNegativeSampler(index, 10, 3, 0, generator=1)
+    cands = CandidateSampler(index, 32, in_batch=True, hard=hard, generator=0).sample(
+        users, pos_items, model
+    )
+    shared = SharedNegativeSampler(index, 32, generator=0)
+    drawn, batch = shared.sample(users), shared.in_batch(users, pos_items)
+    assert cands.columns("in-batch").stop - 32 < 96  # repeated positives were merged
+    items = torch.cat([drawn.items, batch.items])
+    log_q = torch.logaddexp(
+        shared.log_prob(items) + math.log(32), shared.in_batch_log_prob(items) + math.log(96)
+    )
+    assert cands.row_items is not None
+    by_hand = CandidateSet(
+        items,
+        cands.row_items,
+        torch.cat([drawn.mask, batch.mask, cands.mask[:, cands.columns("hard")]], 1),
+        torch.cat([log_q, cands.log_q[cands.columns("hard")]]),
+        (("shared", 32), ("in-batch", 96), ("hard", 3)),
+    )
+    loss_fn = SampledSoftmaxLoss(
+        0.1, neg_weight=neg_weight, include_positive=include_positive, reduction="none"
+    )
+    row_weights = torch.linspace(0.5, 1.5, 96, dtype=torch.float64)
+
+    def through_scores(c: CandidateSet) -> tuple[torch.Tensor, ...]:
+        model.zero_grad()
+        scores = c.scores(model, users)
+        loss = loss_fn(model(users, pos_items), scores, log_q=c.log_q, mask=c.mask)
+        (loss * row_weights).sum().backward()
+        return (loss.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None))
+
+    def through_vectors(c: CandidateSet) -> tuple[torch.Tensor, ...]:
+        model.zero_grad()
+        vectors = model.candidate_vectors(users, pos_items, c.items, c.row_items)
+        loss = loss_fn.from_vectors(*vectors, log_q=c.log_q, mask=c.mask)
+        (loss * row_weights).sum().backward()
+        return (loss.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None))
+
+    for run in (through_scores, through_vectors):
+        merged, copies = run(cands), run(by_hand)
+        assert len(merged) == 3
+        for got, want in zip(merged, copies, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -107,15 +185,14 @@ def test_it_equals_the_composition_by_hand(kind: dict[str, object]) -> None:
     [
         # one shared draw: q = 1/200, K = 8 -> log(8/200)
         (8, False, lambda pop, nnz: torch.full((8,), math.log(8 / 200))),
-        # in-batch only: log(B * popularity / nnz)
-        (0, True, lambda pop, nnz: torch.log(4 * pop / nnz)),
+        # in-batch only: log(B * popularity / nnz), minus log(copies) for a repeated item
+        (0, True, lambda pop, nnz: torch.log(4 * pop / nnz) - torch.log(torch.tensor([1, 1, 2]))),
     ],
     ids=["shared", "in-batch"],
 )
 def test_log_q_of_each_source_alone(num_shared: int, in_batch: bool, expected: object) -> None:
     index = gowalla_like()
-    users, pos_items = index.pairs()
-    users, pos_items = users[:4], pos_items[:4]
+    users, pos_items = torch.tensor([0, 1, 2, 3]), torch.tensor([5, 0, 5, 2])  # 5 twice
     cands = CandidateSampler(index, num_shared, in_batch=in_batch, generator=0).sample(
         users, pos_items
     )

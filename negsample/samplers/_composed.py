@@ -23,6 +23,7 @@ from typing import Literal
 
 import torch
 
+from negsample import candidates as _candidates_module
 from negsample._checks import _short, as_index_tensor, check_ids_in_range, check_int
 from negsample.index import PositiveIndex
 from negsample.samplers._base import Scorer
@@ -41,7 +42,9 @@ class CandidateSet:
 
     Attributes:
         items: ``(K,)`` ``int64``: the shared draws, then the batch's positives
-            (in-batch negatives); ``K`` may be 0.
+            (in-batch negatives): on the CPU each distinct one once, in id order
+            (its copies counted in ``log_q``), elsewhere one per row, in batch
+            order; ``K`` may be 0.
         row_items: ``(B, n)`` ``int64``: each row's hard negatives, then the
             negatives supplied for it; ``None`` when there are none.
         mask: ``(B, K + n)`` bool, ``True`` exactly where the column's item is a
@@ -49,8 +52,10 @@ class CandidateSet:
         log_q: ``(K + n,)`` float (torch's default dtype): what the loss
             subtracts from each column's ``score / T``. Shared and in-batch
             columns: ``log(K_s q_shared(j) + B q_batch(j))``, the correction of
-            one mixture of ``K_s`` shared draws and ``B`` in-batch ones (0 for
-            every item with ``num_shared="all"``); each hard or supplied column:
+            one mixture of ``K_s`` shared draws and ``B`` in-batch ones, minus
+            ``log(c)`` for an in-batch column standing for ``c`` copies of its
+            item (0 for every item with ``num_shared="all"``); each hard or
+            supplied column:
             ``log(max(K_s, 1) / num_items)``, counted as one uniform draw among
             the shared ones.
         sources: ``(name, number of columns)`` per source, in column order, e.g.
@@ -132,7 +137,11 @@ class CandidateSampler:
             ``K_s`` is then the number of items). For a catalogue no larger than
             the columns a sample would score, it is exact and cheaper.
         in_batch: Add the batch's positives as every row's negatives (not with
-            ``num_shared="all"``, which has every item already).
+            ``num_shared="all"``, which has every item already). On the CPU
+            each distinct positive is one column, its number of copies in its
+            ``log_q``: the same value of a softmax-family loss as one column per
+            copy, in fewer columns (the docs page "Softmax losses", "All
+            sources at once").
         hard: A :class:`~negsample.HardNegativeSampler` over the same index
             (its own generator); ``sample`` then needs a ``scorer``.
         candidates: Distribution of the shared candidates, ``"uniform"`` or
@@ -275,6 +284,7 @@ class CandidateSampler:
         batch = users_t.numel()
         device = users_t.device
         parts, sources, log_parts = [], [], []
+        copies: torch.Tensor | None = None  # of each in-batch column's item, where merged
         num_items = self.index.num_items
         log_shared = math.log(max(self.num_shared, 1))
         if self.all_items:
@@ -292,8 +302,13 @@ class CandidateSampler:
                     f"pos_items must have one item per user: got {pos_t.numel()} items for "
                     f"{batch} users"
                 )
+            if device.type in _candidates_module._COMPACTING_DEVICES:
+                # Each distinct positive once (a popular item is the positive of many
+                # rows): the same loss as one column per copy, in fewer columns. Elsewhere
+                # their number would be read back to the host: one column per positive.
+                pos_t, copies = torch.unique(pos_t, return_counts=True)
             parts.append(pos_t)
-            sources.append(("in-batch", batch))
+            sources.append(("in-batch", pos_t.numel()))
         items = torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64, device=device)
         if self.all_items:
             # Each item once: K_s q(j) = 1.
@@ -304,7 +319,11 @@ class CandidateSampler:
                 terms.append(self.shared.log_prob(items) + log_shared)
             if self.in_batch:
                 terms.append(self.shared._in_batch_log_prob(items) + math.log(batch))
-            log_parts.append(terms[0] if len(terms) == 1 else torch.logaddexp(*terms))
+            mixture = terms[0] if len(terms) == 1 else torch.logaddexp(*terms)
+            if copies is not None:
+                # A column standing for c copies: exp(s / T - log_q) counted c times.
+                mixture[self.num_shared :] -= copies.to(mixture.dtype).log()
+            log_parts.append(mixture)
         row_parts = []
         if self.hard is not None:
             if scorer is None:
