@@ -804,7 +804,7 @@ class MFModel(nn.Module):
             neg_items: Integer tensor of negative items, shape ``(B, N)`` or ``(B,)``.
 
         Returns:
-            :class:`PairwiseTerms`: ``pos_scores`` ``(B,)``, ``neg_scores`` of
+            :class:`~negsample.models.PairwiseTerms`: ``pos_scores`` ``(B,)``, ``neg_scores`` of
             ``neg_items``' shape, and the scalar ``l2``.
 
         Raises:
