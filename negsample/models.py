@@ -775,14 +775,10 @@ class MFModel(nn.Module):
             >>> model.l2_regularization(users, pos_items, torch.tensor([[1, 2], [2, 0]]))
             tensor(13., grad_fn=<DivBackward0>)
         """
-        users_t, pos_t, neg_t = self._pairwise_ids(users, pos_items, neg_items)
-        batch = users_t.shape[0]
-        user_vectors: torch.Tensor = self.user_embedding(users_t)
+        users_t, items, _ = self._pairwise_ids(users, pos_items, neg_items)
         # One lookup of the positives and negatives together: each lookup's gradient is
         # a dense (num_items, dim) tensor, so two would cost two passes over the table.
-        items = torch.cat([pos_t.reshape(batch, -1), neg_t.reshape(batch, -1)], dim=1)
-        item_vectors: torch.Tensor = self.item_embedding(items)
-        return _l2_penalty(user_vectors, item_vectors, batch)
+        return _l2_penalty(self.user_embedding(users_t), self.item_embedding(items))
 
     def scores_and_l2(
         self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor
@@ -822,12 +818,10 @@ class MFModel(nn.Module):
             >>> torch.allclose(l2, model.l2_regularization(users, pos_items, neg_items))
             True
         """
-        users_t, pos_t, neg_t = self._pairwise_ids(users, pos_items, neg_items)
-        batch = users_t.shape[0]
-        items = torch.cat([pos_t.reshape(batch, -1), neg_t.reshape(batch, -1)], dim=1)
+        users_t, items, neg_shape = self._pairwise_ids(users, pos_items, neg_items)
         user_vectors: torch.Tensor = self.user_embedding(users_t)
         item_vectors: torch.Tensor = self.item_embedding(items)
-        penalty = _l2_penalty(user_vectors, item_vectors, batch)
+        penalty = _l2_penalty(user_vectors, item_vectors)
         if self.similarity == "cosine":
             user_vectors = F.normalize(user_vectors, dim=-1)
             item_vectors = F.normalize(item_vectors, dim=-1)
@@ -837,12 +831,16 @@ class MFModel(nn.Module):
             scores = (user_vectors.unsqueeze(1) * item_vectors).sum(dim=-1)
         if self.item_bias is not None:
             scores = scores + self.item_bias[items]
-        return PairwiseTerms(scores[:, 0], scores[:, 1:].reshape(neg_t.shape), penalty)
+        return PairwiseTerms(scores[:, 0], scores[:, 1:].reshape(neg_shape), penalty)
 
     def _pairwise_ids(
         self, users: Any, pos_items: Any, neg_items: Any
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Checked ids of a pairwise batch: ``users`` ``(B,)``, positives ``(B,)`` or ``(B, 1)``."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Size]:
+        """Checked ids of a pairwise batch: ``users`` ``(B,)``, then ``(B, 1 + N)`` items.
+
+        The items are each row's positive, then its negatives; the last value is
+        the shape of ``neg_items``.
+        """
         users_t = self._user_ids(users)
         pos_t = self._item_ids("pos_items", pos_items)
         neg_t = self._item_ids("neg_items", neg_items)
@@ -864,10 +862,11 @@ class MFModel(nn.Module):
                 raise ValueError(
                     f"{name} must have B={batch} rows like users, got shape {tuple(tensor.shape)}"
                 )
-        return users_t, pos_t, neg_t
+        items = torch.cat([pos_t.reshape(batch, -1), neg_t.reshape(batch, -1)], dim=1)
+        return users_t, items, neg_t.shape
 
 
-def _l2_penalty(user_vectors: torch.Tensor, item_vectors: torch.Tensor, batch: int) -> torch.Tensor:
-    """``0.5 * (sum of squares of both) / batch``: :meth:`MFModel.l2_regularization`'s value."""
+def _l2_penalty(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+    """``0.5 * (sum of squares of both) / B``: :meth:`MFModel.l2_regularization`'s value."""
     total = user_vectors.pow(2).sum() + item_vectors.pow(2).sum()
-    return 0.5 * total / batch
+    return 0.5 * total / user_vectors.shape[0]

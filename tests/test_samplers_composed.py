@@ -159,22 +159,19 @@ def _check_merged_columns(neg_weight: float, include_positive: bool) -> None:
     )
     row_weights = torch.linspace(0.5, 1.5, 96, dtype=torch.float64)
 
-    def through_scores(c: CandidateSet) -> tuple[torch.Tensor, ...]:
+    def run(c: CandidateSet, by_vectors: bool) -> tuple[torch.Tensor, ...]:
         model.zero_grad()
-        scores = c.scores(model, users)
-        loss = loss_fn(model(users, pos_items), scores, log_q=c.log_q, mask=c.mask)
+        if by_vectors:
+            vectors = model.candidate_vectors(users, pos_items, c.items, c.row_items)
+            loss = loss_fn.from_vectors(*vectors, log_q=c.log_q, mask=c.mask)
+        else:
+            scores = c.scores(model, users)
+            loss = loss_fn(model(users, pos_items), scores, log_q=c.log_q, mask=c.mask)
         (loss * row_weights).sum().backward()
         return (loss.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None))
 
-    def through_vectors(c: CandidateSet) -> tuple[torch.Tensor, ...]:
-        model.zero_grad()
-        vectors = model.candidate_vectors(users, pos_items, c.items, c.row_items)
-        loss = loss_fn.from_vectors(*vectors, log_q=c.log_q, mask=c.mask)
-        (loss * row_weights).sum().backward()
-        return (loss.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None))
-
-    for run in (through_scores, through_vectors):
-        merged, copies = run(cands), run(by_hand)
+    for by_vectors in (False, True):
+        merged, copies = run(cands, by_vectors), run(by_hand, by_vectors)
         assert len(merged) == 3
         for got, want in zip(merged, copies, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
