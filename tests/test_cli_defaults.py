@@ -1,4 +1,5 @@
-"""The command's default recipe: the softmax loss's form chosen on validation, sizes, options."""
+"""The command's default recipe: the softmax loss's form and temperature chosen on validation,
+sizes, options."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import pytest
 
 from negsample.cli import main
 from negsample.cli._parser import UsageError, build_parser, train_settings
-from negsample.cli._recipes import SOFTMAX_FORMS, TRIAL_EPOCHS, scores_every_item
+from negsample.cli._recipes import (
+    SOFTMAX_FORMS,
+    SOFTMAX_TEMPERATURES,
+    TRIAL_EPOCHS,
+    recipe,
+    scores_every_item,
+)
+from negsample.cli._train import softmax_trials
 from negsample.data import synthetic_dataset
 from negsample.index import PositiveIndex
 
@@ -49,11 +57,11 @@ def test_on_a_file_the_default_is_the_softmax_recipe_with_its_form_chosen() -> N
         1024,
     )
     assert (run.num_candidates, run.num_hard, run.selection) == (64, 4, "topk")
-    assert run.choose_softmax
-    # --loss bpr: the BPR recipe, its hard sampler's own sizes, no form to choose.
+    assert run.choose_softmax and run.choose_temperature
+    # --loss bpr: the BPR recipe, its hard sampler's own sizes, nothing of the softmax to choose.
     (bpr,) = settings_of("--data", "x.txt", "--loss", "bpr").runs
     assert (bpr.num_candidates, bpr.num_hard, bpr.num_random, bpr.in_batch) == (10, 2, 2, False)
-    assert not bpr.choose_softmax
+    assert not (bpr.choose_softmax or bpr.choose_temperature)
 
 
 @pytest.mark.parametrize(
@@ -63,47 +71,99 @@ def test_on_a_file_the_default_is_the_softmax_recipe_with_its_form_chosen() -> N
         (["--no-include-positive"], (1.22, False)),
         (["--neg-weight", "1.5"], (1.5, False)),
         (["--neg-weight", "1.5", "--include-positive"], (1.5, True)),
-        (["--valid-fraction", "0"], (1.22, False)),  # nothing to choose on
     ],
 )
-def test_a_form_given_or_no_validation_split_is_not_chosen(
+def test_a_form_given_is_not_chosen_but_the_temperature_still_is(
     args: list[str], form: tuple[float, bool]
 ) -> None:
     (run,) = settings_of("--data", "x.txt", *args).runs
     assert (run.neg_weight, run.include_positive, run.choose_softmax) == (*form, False)
+    assert run.choose_temperature
+    assert softmax_trials(run) == {"T0.1": (*form, 0.1), "T0.2": (*form, 0.2)}
 
 
-def test_the_forms_tried_are_the_bilateral_then_the_plain_softmax() -> None:
+def test_a_temperature_given_is_not_chosen_but_the_form_still_is() -> None:
+    (run,) = settings_of("--data", "x.txt", "--temperature", "0.3").runs
+    assert (run.temperature, run.choose_temperature, run.choose_softmax) == (0.3, False, True)
+    assert softmax_trials(run) == {"bilateral": (1.22, False, 0.3), "plain": (1.0, True, 0.3)}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--valid-fraction", "0"],  # nothing to choose on
+        ["--temperature", "0.1", "--include-positive"],  # everything given
+        ["--psl", "tanh"],  # not the sampled softmax
+    ],
+)
+def test_without_a_validation_split_or_with_everything_given_nothing_is_tried(
+    args: list[str],
+) -> None:
+    (run,) = settings_of("--data", "x.txt", *args).runs
+    assert not (run.choose_softmax or run.choose_temperature)
+    assert len(softmax_trials(run)) == 1
+    if args[0] == "--valid-fraction":  # the recipe's first trial: the bilateral form at 0.1
+        assert (run.neg_weight, run.include_positive, run.temperature) == (1.22, False, 0.1)
+
+
+def test_the_trials_are_each_form_at_each_temperature_the_gowalla_recipe_first() -> None:
     assert SOFTMAX_FORMS == {"bilateral": (1.22, False), "plain": (1.0, True)}
+    assert SOFTMAX_TEMPERATURES == (0.1, 0.2)
+    trials = softmax_trials(recipe("softmax", choose_softmax=True, choose_temperature=True))
+    assert trials == {
+        "bilateral/T0.1": (1.22, False, 0.1),
+        "plain/T0.1": (1.0, True, 0.1),
+        "bilateral/T0.2": (1.22, False, 0.2),
+        "plain/T0.2": (1.0, True, 0.2),
+    }
 
 
-def test_the_chosen_form_trains_on_as_if_it_had_been_chosen_from_the_start(
+def test_the_chosen_trial_trains_on_as_if_it_had_been_given_from_the_start(
     capsys: pytest.CaptureFixture[str], data_file: Path
 ) -> None:
     common = ["train", "--data", str(data_file), "--epochs", "6", "--ks", "10", "--patience", "0"]
     assert main(common) == 0
     out = capsys.readouterr().out
     match = re.search(
-        r"\[\s*hard\] the softmax loss's forms on validation after (\d+) epochs: "
-        r"bilateral \(weight 1.22, positive out\) recall@10 ([\d.]+), "
-        r"plain \(weight 1, positive in\) recall@10 ([\d.]+); going on with (\w+)",
+        r"\[\s*hard\] the softmax loss on validation after (\d+) epochs: (.*) \("
+        r"bilateral: weight 1.22, positive out; plain: weight 1, positive in; "
+        r"T: temperature\); going on with (\S+)$",
         out,
+        flags=re.MULTILINE,
     )
     assert match is not None, out
-    epochs, bilateral, plain, chosen = match.groups()
+    epochs, listed, chosen = match.groups()
     assert int(epochs) == TRIAL_EPOCHS
-    # The better on validation goes on (a tie keeps the bilateral form).
-    assert chosen == ("plain" if float(plain) > float(bilateral) else "bilateral"), out
+    scores = {
+        label: float(score)
+        for label, score in re.findall(r"(\S+) recall@10 ([\d.]+)(?:, |$)", listed)
+    }
+    assert list(scores) == ["bilateral/T0.1", "plain/T0.1", "bilateral/T0.2", "plain/T0.2"]
+    # Each trial printed its own curve, and the last validation figure is the one listed.
+    for label, score in scores.items():
+        recalls = re.findall(
+            rf"^\[{re.escape('hard:' + label)}\] epoch\s+(\d+) .* recall@10 ([\d.]+)",
+            out,
+            flags=re.MULTILINE,
+        )
+        assert [int(e) for e, _ in recalls] == list(range(1, TRIAL_EPOCHS + 1)), out
+        assert float(recalls[-1][1]) == score
+    # The best on validation goes on (a tie keeps the first trial).
+    best = max(scores.values())
+    assert chosen == next(label for label, score in scores.items() if score == best), out
     trial = epoch_losses(out, f"hard:{chosen}")
     after = epoch_losses(out, "hard")
     assert sorted(trial) == list(range(1, TRIAL_EPOCHS + 1)), out
     assert sorted(after) == list(range(TRIAL_EPOCHS + 1, 7)), out
-    # The same form, given: the same losses epoch by epoch (same seeds, nothing else trained).
-    weight, include = SOFTMAX_FORMS[chosen]
+    # The same settings, given: the same losses epoch by epoch (same seeds, nothing else trained).
+    form, temperature = chosen.split("/T")
+    weight, include = SOFTMAX_FORMS[form]
     fixed = [
         "--neg-weight",
         str(weight),
         "--include-positive" if include else "--no-include-positive",
+        "--temperature",
+        temperature,
     ]
     assert main([*common, *fixed]) == 0
     alone = epoch_losses(capsys.readouterr().out, "hard")
@@ -249,7 +309,8 @@ def test_the_slatk_step_is_the_public_loss_with_thresholds_estimated_every_few_e
 
 def test_psl_is_a_softmax_option_without_the_sampled_softmax_options() -> None:
     (run,) = settings_of("--data", "x.txt", "--psl", "tanh").runs
-    assert (run.psl, run.choose_softmax) == ("tanh", False)  # no trial of the softmax's forms
+    # No trial of the softmax's forms or temperatures.
+    assert (run.psl, run.choose_softmax, run.choose_temperature) == ("tanh", False, False)
     with pytest.raises(UsageError, match="--psl applies to --loss softmax"):
         settings_of("--data", "x.txt", "--loss", "bpr", "--psl", "tanh")
     for extra in (["--slatk", "20"], ["--user-temperature"], ["--neg-weight", "1"]):
@@ -315,5 +376,5 @@ def test_a_psl_run_on_a_file_trains_without_a_trial_of_the_forms(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "PairwiseSoftmaxLoss(temperature=0.05, activation='atan'" in out, out
-    assert "forms on validation" not in out, out
+    assert "the softmax loss on validation" not in out, out
     assert sorted(epoch_losses(out, "hard")) == [1, 2], out

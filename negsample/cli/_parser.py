@@ -346,7 +346,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--top-n", type=_positive_int, metavar="N", help="dns_mn: among the top N")
     train.add_argument(
-        "--temperature", type=float, metavar="T", help="softmax loss 0.1, selection 1"
+        "--temperature", type=float, metavar="T", help="softmax loss (0.1 or 0.2: chosen), selection 1"
     )
     train.add_argument("--device", default="cpu", metavar="DEV", help="cpu, cuda, cuda:1, ...")
     train.add_argument(
@@ -718,15 +718,17 @@ def _recipe(
     if softmax and neg_weight is None and include_positive is not None:
         # The positive in the normaliser is the plain softmax; out of it, the bilateral one.
         neg_weight = 1.0 if include_positive else SOFTMAX_NEG_WEIGHT
-    # Neither given: both forms train for a few epochs and the better on validation goes on.
-    choose = softmax and neg_weight is None and args.valid_fraction > 0 and args.psl is None
+    # Not given: each form (at each temperature) trains for a few epochs and the best on
+    # validation goes on.
+    trial = softmax and args.valid_fraction > 0 and args.psl is None
     return recipe(
         loss,
         reg=None if softmax else args.reg,
         temperature=temperature,
         neg_weight=neg_weight,
         include_positive=include_positive,
-        choose_softmax=choose,
+        choose_softmax=trial and neg_weight is None,
+        choose_temperature=trial and temperature is None,
         num_candidates=args.num_candidates,
         num_hard=args.num_hard,
         in_batch=args.in_batch if softmax else None,

@@ -45,6 +45,10 @@ SOFTMAX_NEG_WEIGHT = 1.22
 # The softmax loss's two forms, (neg_weight, include_positive), that choose_softmax tries:
 # the bilateral one (best on Gowalla) and the plain one (best on a small dense dataset).
 SOFTMAX_FORMS = {"bilateral": (SOFTMAX_NEG_WEIGHT, False), "plain": (1.0, True)}
+# The softmax loss's temperatures that choose_temperature tries (the first is the recipe's
+# without a trial): 0.1 was the best on Gowalla (0.07, 0.08 and 0.15 behind), 0.2 on two small
+# dense datasets (MovieLens 100K and a generated one; 0.1, 0.15, 0.25 and 0.3 behind).
+SOFTMAX_TEMPERATURES = (0.1, 0.2)
 # SL@K (--slatk K) as its authors' runs set it: the weight's temperature, the epochs between
 # two estimates of the thresholds (no weight before the first), the candidates per user.
 SLATK_TEMPERATURE, SLATK_EVERY, SLATK_CANDIDATES = 1.0, 5, 1000
@@ -52,9 +56,9 @@ SLATK_TEMPERATURE, SLATK_EVERY, SLATK_CANDIDATES = 1.0, 5, 1000
 # cosine scores) before the activation, and the loss's temperature is the softmax's
 # divided by it, so that the "exp" activation is the softmax at the recipe's temperature.
 PSL_ACTIVATIONS, PSL_SCORE_SCALE = ("tanh", "atan", "relu", "exp"), 2.0
-# Epochs each form trains before the better on validation goes on (from epoch 2 on, the
-# order of the two forms was already their order at the end, on both datasets:
-# docs/benchmarks).
+# Epochs each trial (form and temperature) trains before the best on validation goes on
+# (from epoch 2 or 3 on, the trials' order was already their order at the end, on every
+# dataset we ran: docs/benchmarks).
 TRIAL_EPOCHS = 3
 Similarity = Literal["dot", "cosine"]
 Candidates = Literal["uniform", "popularity"]
@@ -92,6 +96,9 @@ class RunConfig:
     # --loss softmax: train the two forms (SOFTMAX_FORMS) for TRIAL_EPOCHS, go on with the
     # better on validation (neg_weight and include_positive are then the first form's).
     choose_softmax: bool = False
+    # --loss softmax: likewise each of SOFTMAX_TEMPERATURES (with each form tried, if any);
+    # temperature is then the first one's.
+    choose_temperature: bool = False
     # --loss softmax: a temperature per user for the negatives, from its loss (Adap-tau).
     user_temperature: bool = False
     # --loss softmax: dropout on each batch row's user vector in training (one mask per row).
@@ -151,7 +158,8 @@ def recipe(
     1e-2, the negatives' log-sum-exp weighted 1.22 against the positive,
     which is left out of the normaliser (the bilateral softmax loss as its
     authors' code computes it; see the docs page "Softmax losses"), or with
-    ``choose_softmax`` that form and the plain softmax tried on validation.
+    ``choose_softmax`` that form and the plain softmax tried on validation
+    (with ``choose_temperature``, each at the temperatures 0.1 and 0.2).
     BPR and BCE at a constant rate; softmax with ``lr_schedule="step"`` (the
     rate divided by 10 for the last quarter of ``epochs``, which won on the
     validation screens where ``"cosine"`` lost: docs/benchmarks).

@@ -15,6 +15,7 @@ from negsample import MFModel, PositiveIndex
 from negsample.cli._data import Data
 from negsample.cli._recipes import (
     SOFTMAX_FORMS,
+    SOFTMAX_TEMPERATURES,
     TRIAL_EPOCHS,
     RunConfig,
     learning_rate,
@@ -199,6 +200,31 @@ class _Training:
         return Run(self.config, self.model, history, self.best_epoch)
 
 
+def softmax_trials(config: RunConfig) -> dict[str, tuple[float, bool, float | None]]:
+    """The softmax settings a run tries, ``{label: (neg_weight, include_positive, temperature)}``.
+
+    Each form of ``SOFTMAX_FORMS`` with ``config.choose_softmax`` (else the
+    config's own), at each of ``SOFTMAX_TEMPERATURES`` with
+    ``config.choose_temperature`` (else the config's own): one entry when
+    nothing is chosen. Labels such as ``"plain/T0.2"``; the first entry wins
+    a tie.
+    """
+    forms = (
+        dict(SOFTMAX_FORMS)
+        if config.choose_softmax
+        else {"given": (config.neg_weight, config.include_positive)}
+    )
+    temperatures = SOFTMAX_TEMPERATURES if config.choose_temperature else (config.temperature,)
+    trials: dict[str, tuple[float, bool, float | None]] = {}
+    for temperature in temperatures:
+        for form, (neg_weight, include_positive) in forms.items():
+            parts = [form] if config.choose_softmax else []
+            if config.choose_temperature:
+                parts.append(f"T{temperature:g}")
+            trials["/".join(parts)] = (neg_weight, include_positive, temperature)
+    return trials
+
+
 def train(
     config: RunConfig,
     data: Data,
@@ -214,10 +240,11 @@ def train(
     With ``validate``, evaluate on the validation split, stop early with
     ``config.patience`` and restore the best epoch's weights. With
     ``test_curve``, evaluate on the test file every ``config.eval_every``
-    epochs (never to choose). With ``config.choose_softmax`` (and
-    ``validate``), each of the softmax loss's forms trains for
-    ``TRIAL_EPOCHS`` epochs and the one with the better validation metric
-    goes on; the other's seconds count against the run's time budget.
+    epochs (never to choose). With ``config.choose_softmax`` or
+    ``config.choose_temperature`` (and ``validate``), each of the softmax
+    settings tried (:func:`softmax_trials`) trains for ``TRIAL_EPOCHS`` epochs
+    and the one with the best validation metric goes on; the others' seconds
+    count against the run's time budget.
     """
 
     def start(run_config: RunConfig) -> _Training:
@@ -231,36 +258,44 @@ def train(
             log=log,
         )
 
-    if not (config.choose_softmax and validate and data.valid is not None):
-        training = start(replace(config, choose_softmax=False))
+    trials = softmax_trials(config)
+    if len(trials) < 2 or not (validate and data.valid is not None):
+        training = start(replace(config, choose_softmax=False, choose_temperature=False))
         training.run(epochs)
         return training.result()
-    trials = {}
-    for form, (neg_weight, include_positive) in SOFTMAX_FORMS.items():
+    runs = {}
+    for label, (neg_weight, include_positive, temperature) in trials.items():
         trial = replace(
             config,
-            name=f"{config.name}:{form}",
+            name=f"{config.name}:{label}",
             neg_weight=neg_weight,
             include_positive=include_positive,
+            temperature=temperature,
             choose_softmax=False,
+            choose_temperature=False,
         )
-        trials[form] = start(trial)
-        trials[form].run(TRIAL_EPOCHS, evaluate_last=True)
+        runs[label] = start(trial)
+        runs[label].run(TRIAL_EPOCHS, evaluate_last=True)
     monitor = f"recall@{config.ks[0]}"
-    scores = {form: t.history[-1].get(monitor, -math.inf) for form, t in trials.items()}
-    chosen = max(scores, key=lambda form: scores[form])  # a tie keeps the first form
-    winner = trials[chosen]
+    scores = {label: run.history[-1].get(monitor, -math.inf) for label, run in runs.items()}
+    chosen = max(scores, key=lambda label: scores[label])  # a tie keeps the first trial
+    winner = runs[chosen]
     epochs_run = len(winner.history)
+    forms = {form: SOFTMAX_FORMS[form] for form in SOFTMAX_FORMS if config.choose_softmax}
     log(
-        f"[{config.name:>7}] the softmax loss's forms on validation after {epochs_run} epochs: "
-        + ", ".join(
-            f"{form} (weight {w:g}, positive {'in' if p else 'out'}) {monitor} {scores[form]:.4f}"
-            for form, (w, p) in SOFTMAX_FORMS.items()
+        f"[{config.name:>7}] the softmax loss on validation after {epochs_run} epochs: "
+        + ", ".join(f"{label} {monitor} {score:.4f}" for label, score in scores.items())
+        + " ("
+        + "; ".join(
+            f"{form}: weight {w:g}, positive {'in' if p else 'out'}"
+            for form, (w, p) in forms.items()
         )
-        + f"; going on with {chosen}"
+        + ("; " if forms and config.choose_temperature else "")
+        + ("T: temperature" if config.choose_temperature else "")
+        + f"); going on with {chosen}"
     )
-    winner.spent += sum(t.spent for form, t in trials.items() if form != chosen)
+    winner.spent += sum(run.spent for label, run in runs.items() if label != chosen)
     winner.config = replace(winner.config, name=config.name)
-    del trials  # the other form's model and optimizer
+    del runs  # the other trials' models and optimizers
     winner.run(epochs)
     return winner.result()
