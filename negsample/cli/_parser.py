@@ -346,7 +346,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--top-n", type=_positive_int, metavar="N", help="dns_mn: among the top N")
     train.add_argument(
-        "--temperature", type=float, metavar="T", help="softmax loss (0.1 or 0.2: chosen), selection 1"
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="softmax loss (0.1 or 0.2: chosen), selection 1",
     )
     train.add_argument("--device", default="cpu", metavar="DEV", help="cpu, cuda, cuda:1, ...")
     train.add_argument(
