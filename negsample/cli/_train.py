@@ -15,6 +15,7 @@ from negsample import MFModel, PositiveIndex
 from negsample.cli._data import Data
 from negsample.cli._recipes import (
     SOFTMAX_FORMS,
+    SOFTMAX_NOT_TRIED,
     SOFTMAX_TEMPERATURES,
     TRIAL_EPOCHS,
     RunConfig,
@@ -205,8 +206,9 @@ def softmax_trials(config: RunConfig) -> dict[str, tuple[float, bool, float | No
 
     Each form of ``SOFTMAX_FORMS`` with ``config.choose_softmax`` (else the
     config's own), at each of ``SOFTMAX_TEMPERATURES`` with
-    ``config.choose_temperature`` (else the config's own): one entry when
-    nothing is chosen. Labels such as ``"plain/T0.2"``; the first entry wins
+    ``config.choose_temperature`` (else the config's own), but the pairs of
+    ``SOFTMAX_NOT_TRIED`` where both are chosen: one entry when nothing is
+    chosen. Labels such as ``"plain/T0.2"``; the first entry wins
     a tie.
     """
     forms = (
@@ -218,6 +220,9 @@ def softmax_trials(config: RunConfig) -> dict[str, tuple[float, bool, float | No
     trials: dict[str, tuple[float, bool, float | None]] = {}
     for temperature in temperatures:
         for form, (neg_weight, include_positive) in forms.items():
+            both = config.choose_softmax and config.choose_temperature
+            if both and (form, temperature) in SOFTMAX_NOT_TRIED:
+                continue
             parts = [form] if config.choose_softmax else []
             if config.choose_temperature:
                 parts.append(f"T{temperature:g}")
