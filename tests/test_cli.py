@@ -262,7 +262,9 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
         0.1,
         None,
     )
-    assert softmax == recipe("softmax", name="softmax", epochs=10, choose_softmax=True)
+    assert softmax == recipe(
+        "softmax", name="softmax", epochs=10, choose_softmax=True, choose_temperature=True
+    )
     # The softmax recipe's candidates: 1024 shared, in-batch, the 4 top-scored of 64.
     assert (softmax.num_negatives, softmax.in_batch, softmax.num_candidates) == (1024, True, 64)
     assert (softmax.num_hard, bpr.num_candidates, bpr.num_hard, bpr.in_batch) == (4, 10, 2, False)
@@ -272,14 +274,15 @@ def test_the_default_is_three_runs_uniform_hard_and_the_softmax_recipe() -> None
         "cosine",
         0.1,
     )
-    # The softmax recipe: BSL's negative weight with the positive out (tried against the
-    # plain softmax on validation: choose_softmax), the step schedule.
+    # The softmax recipe: BSL's negative weight with the positive out at 0.1 (tried against the
+    # plain softmax at 0.1 and 0.2 on validation: choose_softmax, choose_temperature), the step
+    # schedule.
     assert (softmax.neg_weight, softmax.include_positive, softmax.lr_schedule) == (
         1.22,
         False,
         "step",
     )
-    assert not bpr.choose_softmax
+    assert not (bpr.choose_softmax or bpr.choose_temperature)
     assert (bpr.neg_weight, bpr.include_positive, bpr.lr_schedule) == (1.0, True, "constant")
     # A loss, a sampler or a file: the runs asked for.
     assert [r.name for r in settings_of("--loss", "bpr").runs] == ["hard", "uniform"]

@@ -307,10 +307,10 @@ def test_3_weights_that_turn_non_finite_stop_the_run(
     status, _, err = run(capsys, *quick(small, "--loss", "bpr"))
     assert status == 1
     one_line(err, "the hard run diverged in epoch 1: its weights are not finite")
-    # The softmax recipe's first form to train, when its form is chosen on validation.
+    # The softmax recipe's first trial, when its form and temperature are chosen on validation.
     status, _, err = run(capsys, *quick(small))
     assert status == 1
-    one_line(err, "the hard:bilateral run diverged in epoch 1: its weights are not finite")
+    one_line(err, "the hard:bilateral/T0.1 run diverged in epoch 1: its weights are not finite")
 
 
 @pytest.mark.usefixtures("no_training")

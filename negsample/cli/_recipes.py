@@ -49,8 +49,9 @@ SOFTMAX_FORMS = {"bilateral": (SOFTMAX_NEG_WEIGHT, False), "plain": (1.0, True)}
 # without a trial): 0.1 was the best on Gowalla (0.07, 0.08 and 0.15 behind), 0.2 on two small
 # dense datasets (MovieLens 100K and a generated one; 0.1, 0.15, 0.25 and 0.3 behind).
 SOFTMAX_TEMPERATURES = (0.1, 0.2)
-# Where both are chosen, the pairs not tried: the bilateral form at 0.2 was behind the plain
-# softmax at 0.2 on all four datasets we ran (docs/benchmarks), and each trial costs epochs.
+# Where both are chosen, the pairs not tried: the bilateral form at 0.2 ended behind another
+# trial on each of the four datasets we ran (the plain one at 0.2 on the three dense or small
+# ones, the bilateral one at 0.1 on Gowalla: docs/benchmarks), and each trial costs epochs.
 SOFTMAX_NOT_TRIED = (("bilateral", 0.2),)
 # SL@K (--slatk K) as its authors' runs set it: the weight's temperature, the epochs between
 # two estimates of the thresholds (no weight before the first), the candidates per user.
