@@ -47,7 +47,7 @@ SOFTMAX_NEG_WEIGHT = 1.22
 SOFTMAX_FORMS = {"bilateral": (SOFTMAX_NEG_WEIGHT, False), "plain": (1.0, True)}
 # The softmax loss's temperatures that choose_temperature tries (the first is the recipe's
 # without a trial): 0.1 was the best on Gowalla (0.07, 0.08 and 0.15 behind), 0.2 on two small
-# dense datasets (MovieLens 100K and a generated one; 0.1, 0.15, 0.25 and 0.3 behind).
+# dense datasets (MovieLens 100K, where 0.1, 0.15, 0.25 and 0.3 were behind, and a generated one).
 SOFTMAX_TEMPERATURES = (0.1, 0.2)
 # Where both are chosen, the pairs not tried: the bilateral form at 0.2 ended behind another
 # trial on each of the four datasets we ran (the plain one at 0.2 on the three dense or small
@@ -60,9 +60,9 @@ SLATK_TEMPERATURE, SLATK_EVERY, SLATK_CANDIDATES = 1.0, 5, 1000
 # cosine scores) before the activation, and the loss's temperature is the softmax's
 # divided by it, so that the "exp" activation is the softmax at the recipe's temperature.
 PSL_ACTIVATIONS, PSL_SCORE_SCALE = ("tanh", "atan", "relu", "exp"), 2.0
-# Epochs each trial (form and temperature) trains before the best on validation goes on
-# (from epoch 2 or 3 on, the trials' order was already their order at the end, on every
-# dataset we ran: docs/benchmarks).
+# Epochs each trial (form and temperature) trains before the best on validation goes on (in
+# every run we have, the trial ahead after 3 epochs was still ahead at the last comparison; after
+# 2 it was not yet on the built-in data: docs/benchmarks).
 TRIAL_EPOCHS = 3
 Similarity = Literal["dot", "cosine"]
 Candidates = Literal["uniform", "popularity"]

@@ -217,10 +217,10 @@ def softmax_trials(config: RunConfig) -> dict[str, tuple[float, bool, float | No
         else {"given": (config.neg_weight, config.include_positive)}
     )
     temperatures = SOFTMAX_TEMPERATURES if config.choose_temperature else (config.temperature,)
+    both = config.choose_softmax and config.choose_temperature
     trials: dict[str, tuple[float, bool, float | None]] = {}
     for temperature in temperatures:
         for form, (neg_weight, include_positive) in forms.items():
-            both = config.choose_softmax and config.choose_temperature
             if both and (form, temperature) in SOFTMAX_NOT_TRIED:
                 continue
             parts = [form] if config.choose_softmax else []
@@ -286,18 +286,17 @@ def train(
     chosen = max(scores, key=lambda label: scores[label])  # a tie keeps the first trial
     winner = runs[chosen]
     epochs_run = len(winner.history)
-    forms = {form: SOFTMAX_FORMS[form] for form in SOFTMAX_FORMS if config.choose_softmax}
+    # What the labels mean: each form tried, then T if the temperature is.
+    legend = [
+        f"{form}: weight {w:g}, positive {'in' if p else 'out'}"
+        for form, (w, p) in (SOFTMAX_FORMS.items() if config.choose_softmax else ())
+    ]
+    if config.choose_temperature:
+        legend.append("T: temperature")
     log(
         f"[{config.name:>7}] the softmax loss on validation after {epochs_run} epochs: "
         + ", ".join(f"{label} {monitor} {score:.4f}" for label, score in scores.items())
-        + " ("
-        + "; ".join(
-            f"{form}: weight {w:g}, positive {'in' if p else 'out'}"
-            for form, (w, p) in forms.items()
-        )
-        + ("; " if forms and config.choose_temperature else "")
-        + ("T: temperature" if config.choose_temperature else "")
-        + f"); going on with {chosen}"
+        + f" ({'; '.join(legend)}); going on with {chosen}"
     )
     winner.spent += sum(run.spent for label, run in runs.items() if label != chosen)
     winner.config = replace(winner.config, name=config.name)
