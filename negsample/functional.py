@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ __all__ = [
     "bce_loss",
     "bpr_loss",
     "pairwise_softmax_loss",
+    "pairwise_softmax_loss_from_vectors",
     "sampled_softmax_loss",
     "sampled_softmax_loss_from_vectors",
     "softmax_at_k_loss",
@@ -547,6 +548,44 @@ def _softmax_terms_from_vectors(
     t = _check_temperature(temperature)
     weight = _check_softmax_neg_weight(neg_weight)
     include = _check_include_positive(include_positive)
+    vectors = _check_vectors(pos_scores, user_vectors, item_vectors, row_vectors, log_q, mask)
+    terms: torch.Tensor = _SampledSoftmaxFromVectors.apply(  # type: ignore[no-untyped-call]
+        vectors.pos,
+        vectors.users,
+        vectors.items,
+        vectors.rows,
+        t,
+        weight,
+        include,
+        vectors.offsets,
+        vectors.drop,
+        vectors.hits,
+    )
+    return terms, vectors.pos, vectors.out_dtype
+
+
+class _Vectors(NamedTuple):
+    """The checked inputs of a loss over vectors, in the dtype the maths runs in."""
+
+    pos: torch.Tensor
+    users: torch.Tensor
+    items: torch.Tensor | None
+    rows: torch.Tensor | None
+    offsets: torch.Tensor | float | None
+    drop: torch.Tensor | None
+    hits: tuple[torch.Tensor, torch.Tensor] | None
+    out_dtype: torch.dtype
+
+
+def _check_vectors(
+    pos_scores: Any,
+    user_vectors: Any,
+    item_vectors: Any,
+    row_vectors: Any,
+    log_q: Any,
+    mask: Any,
+) -> _Vectors:
+    """The checks of the losses over vectors (types, shapes, devices, ``log_q``, ``mask``)."""
     named: dict[str, Any] = {"pos_scores": pos_scores, "user_vectors": user_vectors}
     named.update({"item_vectors": item_vectors, "row_vectors": row_vectors})
     for name, value in named.items():
@@ -598,20 +637,16 @@ def _softmax_terms_from_vectors(
     work = torch.promote_types(out_dtype, torch.float32)
     shape = torch.Size((batch, shared + per_row))
     offsets, drop = _check_offsets_and_mask(log_q, mask, shape, work, device)
-    pos = pos_scores.reshape(batch).to(work)
-    terms: torch.Tensor = _SampledSoftmaxFromVectors.apply(  # type: ignore[no-untyped-call]
-        pos,
+    return _Vectors(
+        pos_scores.reshape(batch).to(work),
         user_vectors.to(work),
         None if item_vectors is None else item_vectors.to(work),
         None if row_vectors is None else row_vectors.to(work),
-        t,
-        weight,
-        include,
         offsets,
         drop,
         _known_hits(mask, shape, shared),
+        out_dtype,
     )
-    return terms, pos, out_dtype
 
 
 def _known_hits(
@@ -1026,6 +1061,104 @@ def pairwise_softmax_loss(
     return _reduce(terms, reduction).to(out_dtype)
 
 
+def pairwise_softmax_loss_from_vectors(
+    pos_scores: torch.Tensor,
+    user_vectors: torch.Tensor,
+    item_vectors: torch.Tensor | None = None,
+    row_vectors: torch.Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    activation: Activation = "tanh",
+    score_scale: float = 2.0,
+    log_q: torch.Tensor | float | None = None,
+    mask: torch.Tensor | None = None,
+    include_positive: bool = True,
+    eps: float = 1e-6,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r""":func:`pairwise_softmax_loss` of negatives scored by inner products, computed fused.
+
+    The negatives are scored as in :func:`sampled_softmax_loss_from_vectors`
+    (``K`` items shared by every row, then ``n`` of each row's own, in that
+    order for ``log_q`` and ``mask``), and the loss is
+    :func:`pairwise_softmax_loss` over those scores, with the same value and
+    gradients (up to rounding), the same floor ``eps`` and the same handling of
+    masked rows, computed the same way as that function: each block of rows
+    is scored into the buffer the backward needs (no ``(B, K + n)`` score
+    matrix of its own, on the CPU blocks that stay in the cache), with the
+    activation's derivative kept beside it, so the backward is three matrix
+    products and no pass of autograd over the scores. ``"exp"`` is
+    :func:`sampled_softmax_loss_from_vectors` at temperature
+    ``score_scale * temperature``.
+
+    Args:
+        pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+        user_vectors: ``(B, d)``, one per row.
+        item_vectors: ``(K, d)`` shared by every row, or ``None``.
+        row_vectors: ``(B, n, d)``, each row's own, or ``None``; at least one of
+            the two, and ``K + n >= 1``.
+        temperature: As in :func:`pairwise_softmax_loss`.
+        activation: As there.
+        score_scale: As there.
+        log_q: As there, over the ``K + n`` negatives.
+        mask: As there, a bool tensor broadcastable to ``(B, K + n)``.
+        include_positive: As there.
+        eps: As there.
+        reduction: As there.
+
+    Returns:
+        A scalar, or ``(B,)`` for ``reduction="none"``, in the promoted dtype of
+        the scores and vectors.
+
+    Raises:
+        TypeError: As :func:`sampled_softmax_loss_from_vectors` and
+            :func:`pairwise_softmax_loss`.
+        ValueError: As :func:`sampled_softmax_loss_from_vectors` and
+            :func:`pairwise_softmax_loss`.
+
+    Example:
+        >>> users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> items = torch.tensor([[1.0, 1.0], [0.0, -1.0], [2.0, 0.0]])
+        >>> own = torch.tensor([[[0.5, 0.5]], [[1.0, 0.0]]])
+        >>> pos = torch.tensor([2.0, 0.0])
+        >>> fused = pairwise_softmax_loss_from_vectors(pos, users, items, own, temperature=0.5)
+        >>> scores = torch.cat([users @ items.T, (own @ users[:, :, None])[..., 0]], 1)
+        >>> torch.allclose(fused, pairwise_softmax_loss(pos, scores, temperature=0.5))
+        True
+    """
+    reduction = _check_reduction(reduction)
+    tau = _check_temperature(temperature)
+    kind = _check_activation(activation)
+    scale = _check_positive_float("score_scale", score_scale)
+    include = _check_include_positive(include_positive)
+    floor = _check_eps(eps)
+    if kind == "exp":
+        # log sigma(d) = d: the softmax of (s - s+) / (S tau); checked there.
+        return sampled_softmax_loss_from_vectors(
+            pos_scores,
+            user_vectors,
+            item_vectors,
+            row_vectors,
+            temperature=scale * tau,
+            log_q=log_q,
+            mask=mask,
+            include_positive=include,
+            reduction=reduction,
+        )
+    vectors = _check_vectors(pos_scores, user_vectors, item_vectors, row_vectors, log_q, mask)
+    terms: torch.Tensor = _PairwiseSoftmaxFromVectors.apply(  # type: ignore[no-untyped-call]
+        vectors.pos,
+        vectors.users,
+        vectors.items,
+        vectors.rows,
+        (tau, kind, scale, floor, include),
+        vectors.offsets,
+        vectors.drop,
+        vectors.hits,
+    )
+    return _reduce(terms, reduction).to(vectors.out_dtype)
+
+
 def _scaled_differences(
     pos: torch.Tensor,
     neg: torch.Tensor,
@@ -1052,6 +1185,9 @@ def _outside_scale(temperature: float, weight: float) -> float | None:
 # instead of streaming the whole (B, K) tensor from memory once per pass.
 _BLOCK_SCORES = 2**19
 _LOG2E = 1.0 / math.log(2.0)
+
+# PSL's parts of exp(z - top) * dz/ds * S T, (B, width) each, and their sum per row.
+_PSLParts = tuple[list[torch.Tensor], torch.Tensor]
 
 # scores_of(start, length, outs) -> the negative scores of rows [start, start + length),
 # one tensor per part of the columns, written into `outs` (that block of the parts of the
@@ -1091,7 +1227,8 @@ def _exp_block(
     drops: list[torch.Tensor | None],
     include: bool,
     first_hits: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    psl: tuple[Activation, float, float, list[torch.Tensor]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Write ``exp(z - top)`` of one block of rows into ``outs``; return ``top`` and their sum per row.
 
     ``z = (s_k - s+) / T - log q_k``, ``-inf`` where masked, over the columns of
@@ -1106,12 +1243,22 @@ def _exp_block(
     extra multiplication included), and this is the step's largest pass. The
     scaling comes after the shift, where ``z - top <= 0``, so it cannot
     overflow.
+
+    ``psl``, ``(activation, score_scale, eps, facs)``, makes it PSL's
+    ``z = log sigma((s_k - s+) / S) / T - log q_k`` (see
+    :func:`_log_activation_into`) and writes into ``facs`` (the block of each
+    part) ``exp(z - top)`` times ``d z / d s_k`` times ``S T``; the third value
+    returned is then their sum per row (else ``None``).
     """
     top: torch.Tensor | None = None
-    for out, neg, offset, drop in zip(outs, negs, offsets, drops, strict=True):
+    facs = [None] * len(outs) if psl is None else psl[3]
+    for out, fac, neg, offset, drop in zip(outs, facs, negs, offsets, drops, strict=True):
         # Dividing the difference, not s / T: a finite score over a small T may overflow,
         # a difference that overflows is one whose exponential is exactly 0 (or inf).
         torch.sub(neg, pos[:, None], out=out)
+        if psl is not None:
+            assert fac is not None
+            _log_activation_into(out.div_(psl[1]), fac, psl[0], psl[2])
         out.div_(temperature)
         if offset is not None:
             out.sub_(offset)
@@ -1139,13 +1286,47 @@ def _exp_block(
     # A row of -inf (every negative masked) shifts by 0, not by -inf.
     top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
     total: torch.Tensor | None = None
-    for out in outs:
+    fac_total: torch.Tensor | None = None
+    for out, fac in zip(outs, facs, strict=True):
         out.sub_(top[:, None]).mul_(_LOG2E).exp2_()
         # Summed here, while the block is in the cache, not in a pass over (B, K) after.
         part_sum = out.sum(dim=1)
         total = part_sum if total is None else total + part_sum
+        if fac is not None:
+            part_fac = fac.mul_(out).sum(dim=1)
+            fac_total = part_fac if fac_total is None else fac_total + part_fac
     assert total is not None
-    return top, total
+    return top, total, fac_total
+
+
+def _log_activation_into(d: torch.Tensor, fac: torch.Tensor, kind: Activation, eps: float) -> None:
+    """Overwrite ``d`` with :func:`_log_activation` of it and write its derivative into ``fac``.
+
+    In place, on a block that sits in the cache. The derivative of
+    ``log sigma(d)`` is ``1 - tanh d`` for ``"tanh"``, ``sigma'(d) / sigma(d)``
+    for ``"atan"`` and ``"relu"`` where ``sigma(d) >= eps`` and 0 where the
+    floor holds (as the gradient of ``clamp``), and 1 for ``"exp"``.
+    """
+    if kind == "tanh":
+        # log(1 + tanh d) = log 2 - softplus(-2d); its derivative 1 - tanh d = 2 sigmoid(-2d).
+        d.mul_(-2.0)
+        torch.sigmoid(d, out=fac).mul_(2.0)
+        torch.logaddexp(d, d.new_zeros(()), out=d)
+        d.neg_().add_(math.log(2.0))
+        return
+    if kind == "exp":
+        fac.fill_(1.0)
+        return
+    zero = d.new_zeros(())
+    if kind == "atan":
+        torch.mul(d, d, out=fac).add_(1.0)  # 1 + d^2
+        d.atan_().add_(1.0)
+        fac.mul_(d).reciprocal_()
+    else:
+        d.add_(1.0)
+        torch.reciprocal(d, out=fac)
+    torch.where(d < eps, zero, fac, out=fac)
+    d.clamp_(min=eps).log_()
 
 
 def _exponentials(
@@ -1157,15 +1338,20 @@ def _exponentials(
     drop: torch.Tensor | None,
     include: bool,
     hits: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    psl: tuple[Activation, float, float] | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, _PSLParts | None]:
     """The shifted exponentials, ``(B, width)`` per part, each row's shift ``top`` and their sum.
 
     Computed block of rows by block of rows (see ``_BLOCK_SCORES``); ``top``
     and the sum of each row's exponentials (over every part) are ``(B,)``.
     ``hits`` (see :func:`_known_hits`), where given, replaces ``drop``.
+    ``psl``, ``(activation, score_scale, eps)``, makes the exponents PSL's
+    (see :func:`_exp_block`); the fourth value is then the parts of the
+    exponentials times the derivatives and their sum per row (else ``None``).
     """
     batch = pos.shape[0]
     parts = [torch.empty((batch, width), dtype=pos.dtype, device=pos.device) for width in widths]
+    fac_parts = [] if psl is None else [torch.empty_like(part) for part in parts]
     offset_parts, drop_parts = _columns(offsets, widths), _columns(drop, widths)
     blocks = _row_blocks(batch, sum(widths), pos.device)
     bounds: list[int] = []
@@ -1173,14 +1359,17 @@ def _exponentials(
         drop_parts = [None] * len(widths)
         starts = torch.tensor([start for start, _ in blocks] + [batch], device=hits[0].device)
         bounds = torch.searchsorted(hits[0], starts).tolist()
-    tops, sums = [], []
+    tops, sums, fac_sums = [], [], []
     for block, (start, length) in enumerate(blocks):
         outs = [_rows(part, start, length) for part in parts]
         block_hits = None
         if hits is not None:
             low, high = bounds[block], bounds[block + 1]
             block_hits = (hits[0][low:high] - start, hits[1][low:high])
-        top, total = _exp_block(
+        block_psl = None
+        if psl is not None:
+            block_psl = (*psl, [_rows(fac, start, length) for fac in fac_parts])
+        top, total, fac_total = _exp_block(
             outs,
             _rows(pos, start, length),
             scores_of(start, length, outs),
@@ -1189,12 +1378,18 @@ def _exponentials(
             [_rows(part_drop, start, length) for part_drop in drop_parts],
             include,
             block_hits,
+            block_psl,
         )
         tops.append(top)
         sums.append(total)
+        if fac_total is not None:
+            fac_sums.append(fac_total)
+    extra = None
+    if psl is not None:
+        extra = (fac_parts, fac_sums[0] if len(fac_sums) == 1 else torch.cat(fac_sums))
     if len(tops) == 1:
-        return parts, tops[0], sums[0]
-    return parts, torch.cat(tops), torch.cat(sums)
+        return parts, tops[0], sums[0], extra
+    return parts, torch.cat(tops), torch.cat(sums), extra
 
 
 def _has_negatives(drop: torch.Tensor) -> torch.Tensor:
@@ -1220,7 +1415,7 @@ def _softmax_forward(
     hits: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The per-row loss terms; keeps on ``ctx`` what :func:`_softmax_backward` needs."""
-    exp_parts, top, neg_sum = _exponentials(
+    exp_parts, top, neg_sum, _ = _exponentials(
         scores_of, pos, widths, temperature, offsets, drop, include, hits
     )
     total = neg_sum + torch.exp(-top) if include else neg_sum
@@ -1501,6 +1696,131 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
             None,
             None,
         )
+
+
+class _PairwiseSoftmaxFromVectors(torch.autograd.Function):
+    """:func:`pairwise_softmax_loss` over the scores of vectors, fused like the softmax's.
+
+    With ``d_k = (s_k - s+) / S`` and ``z_k = log sigma(d_k) / T - log q_k``
+    the row's loss is ``log([1] + sum_k exp(z_k))`` and the scores' gradient
+    ``p_k (log sigma)'(d_k) / (S T)``, ``p_k`` the softmax weight of ``z_k``.
+    The forward keeps, per entry, ``exp(z_k - top)`` and that times the
+    derivative (computed block by block while the scores are in the cache);
+    the backward multiplies the second through the products, its row scale on
+    the ``(B, d)`` sides. Under ``create_graph=True`` it differentiates
+    :func:`pairwise_softmax_loss` over recomputed scores, so that higher
+    orders are exact.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        pos: torch.Tensor,
+        users: torch.Tensor,
+        items: torch.Tensor | None,
+        rows: torch.Tensor | None,
+        options: tuple[float, Activation, float, float, bool],
+        offsets: torch.Tensor | float | None,
+        drop: torch.Tensor | None,
+        hits: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        tau, kind, scale, eps, include = options
+        ctx.save_for_backward(pos, users, items, rows, _tensor_offsets(offsets), drop)
+        widths = _vector_widths(items, rows)
+        exp_parts, top, neg_sum, extra = _exponentials(
+            _vector_block_scores(users, items, rows),
+            pos,
+            widths,
+            tau,
+            offsets,
+            drop,
+            include,
+            hits,
+            (kind, scale, eps),
+        )
+        assert extra is not None
+        fac_parts, fac_sum = extra
+        total = neg_sum + torch.exp(-top) if include else neg_sum
+        wide = (
+            pos.dtype if pos.device.type == "mps" else torch.promote_types(pos.dtype, torch.float64)
+        )
+        terms = top.to(wide) + torch.log(total.to(wide))
+        terms = torch.where(top == torch.finfo(pos.dtype).max, math.inf, terms).to(pos.dtype)
+        valid = None
+        if drop is not None and not include:
+            if hits is None:
+                valid = _has_negatives(drop)
+            else:
+                valid = torch.bincount(hits[0], minlength=pos.shape[0]) < sum(widths)
+            terms = torch.where(valid, terms, torch.zeros_like(terms))
+        ctx.psl = (options, offsets if not isinstance(offsets, torch.Tensor) else None, valid)
+        ctx.buffers = (exp_parts, fac_parts, fac_sum, total)
+        return terms
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        pos, users, items, rows, tensor_offsets, drop = ctx.saved_tensors
+        (tau, kind, scale, eps, include), float_offsets, valid = ctx.psl
+        offsets = float_offsets if tensor_offsets is None else tensor_offsets
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            # create_graph=True: differentiate the loss over recomputed scores instead.
+            given = (pos, users, items, rows, tensor_offsets)
+            wanted = [
+                x is not None and bool(n) for x, n in zip(given, (*need[:4], need[5]), strict=True)
+            ]
+            terms = pairwise_softmax_loss(
+                pos,
+                _vector_scores(users, items, rows),
+                temperature=tau,
+                activation=kind,
+                score_scale=scale,
+                log_q=offsets,
+                mask=drop,
+                include_positive=include,
+                eps=eps,
+                reduction="none",
+            )
+            found = iter(
+                torch.autograd.grad(
+                    terms,
+                    [x for x, w in zip(given, wanted, strict=True) if w],
+                    grad,
+                    create_graph=True,
+                )
+            )
+            g = [next(found) if w else None for w in wanted]
+            return g[0], g[1], g[2], g[3], None, g[4], None, None
+        exp_parts, fac_parts, fac_sum, total = ctx.buffers
+        biggest = torch.finfo(grad.dtype).max
+        row = grad / total
+        if valid is not None:
+            row = torch.where(valid, row, torch.zeros_like(row))
+        # d loss / d s_k = p_k sigma'(d_k) / (S T): the kept parts times the row's scale.
+        row_scale = (row / (scale * tau)).clamp(-biggest, biggest)[:, None]
+        shared_part = fac_parts[0] if items is not None else None
+        row_part = fac_parts[-1] if rows is not None else None
+        grad_pos = grad_users = grad_items = grad_rows = grad_offsets = None
+        if need[0]:
+            grad_pos = (-fac_sum * row_scale[:, 0]).clamp(-biggest, biggest)
+        if need[1]:
+            total_users = None
+            if items is not None and shared_part is not None:
+                total_users = shared_part @ items
+            if rows is not None and row_part is not None:
+                own = torch.bmm(row_part.unsqueeze(1), rows).squeeze(1)
+                total_users = own if total_users is None else total_users + own
+            assert total_users is not None
+            grad_users = total_users * row_scale
+        scaled_users = users * row_scale
+        if need[2] and shared_part is not None:
+            grad_items = (scaled_users.T @ shared_part).T.contiguous()
+        if need[3] and row_part is not None:
+            grad_rows = row_part.unsqueeze(2) * scaled_users.unsqueeze(1)
+        if need[5]:
+            # d loss / d log q_k = -p_k.
+            grad_offsets = torch.cat([part * -row[:, None] for part in exp_parts], dim=1)
+        return grad_pos, grad_users, grad_items, grad_rows, None, grad_offsets, None, None
 
 
 def _vector_widths(items: torch.Tensor | None, rows: torch.Tensor | None) -> list[int]:

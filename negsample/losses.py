@@ -24,6 +24,7 @@ from negsample.functional import (
     bce_loss,
     bpr_loss,
     pairwise_softmax_loss,
+    pairwise_softmax_loss_from_vectors,
     sampled_softmax_loss,
     sampled_softmax_loss_from_vectors,
     softmax_at_k_loss,
@@ -449,7 +450,8 @@ class PairwiseSoftmaxLoss(nn.Module):
     ``"relu"`` and ``"atan"``. It takes scores, with ``log_q`` and ``mask``
     as :class:`~negsample.SampledSoftmaxLoss` does: for a candidate set,
     ``loss_fn(model(users, pos_items), cands.scores(model, users),
-    log_q=cands.log_q, mask=cands.mask)``.
+    log_q=cands.log_q, mask=cands.mask)``, or, fused and without the score
+    matrix, the model's vectors through :meth:`from_vectors`.
 
     Args:
         temperature: :math:`\tau` outside the activation, a finite float ``> 0``
@@ -519,6 +521,65 @@ class PairwiseSoftmaxLoss(nn.Module):
         return pairwise_softmax_loss(
             pos_scores,
             neg_scores,
+            temperature=self.temperature,
+            activation=self.activation,
+            score_scale=self.score_scale,
+            log_q=log_q,
+            mask=mask,
+            include_positive=self.include_positive,
+            eps=self.eps,
+            reduction=self.reduction,
+        )
+
+    def from_vectors(
+        self,
+        pos_scores: torch.Tensor,
+        user_vectors: torch.Tensor,
+        item_vectors: torch.Tensor | None = None,
+        row_vectors: torch.Tensor | None = None,
+        *,
+        log_q: torch.Tensor | float | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The same loss over negatives scored as inner products, without their score matrix.
+
+        See :func:`negsample.functional.pairwise_softmax_loss_from_vectors`
+        and :meth:`SampledSoftmaxLoss.from_vectors
+        <negsample.SampledSoftmaxLoss.from_vectors>`: with a candidate set,
+        ``loss_fn.from_vectors(*model.candidate_vectors(users, pos_items,
+        cands.items, cands.row_items), log_q=cands.log_q, mask=cands.mask)``.
+
+        Args:
+            pos_scores: Scores of the positives, shape ``(B,)`` or ``(B, 1)``.
+            user_vectors: ``(B, d)``.
+            item_vectors: ``(K, d)`` or ``None``.
+            row_vectors: ``(B, n, d)`` or ``None``.
+            log_q: ``None``, a float, or a floating tensor broadcastable to ``(B, K + n)``.
+            mask: ``None`` or a bool tensor broadcastable to ``(B, K + n)``.
+
+        Returns:
+            A scalar, or ``(B,)`` for ``reduction="none"``.
+
+        Example:
+            >>> from negsample import MFModel
+            >>> _ = torch.manual_seed(0)
+            >>> model = MFModel(4, 10, dim=8, similarity="cosine")
+            >>> users, pos_items = torch.tensor([0, 3]), torch.tensor([1, 2])
+            >>> shared, own = torch.tensor([5, 6, 7]), torch.tensor([[8], [9]])
+            >>> loss_fn = PairwiseSoftmaxLoss(temperature=0.05, include_positive=False)
+            >>> fused = loss_fn.from_vectors(
+            ...     model(users, pos_items), model.user_vectors(users),
+            ...     model.item_vectors(shared), model.item_vectors(own))
+            >>> scores = torch.cat([model(users[:, None], shared[None, :]),
+            ...                     model(users[:, None], own)], dim=1)
+            >>> torch.allclose(fused, loss_fn(model(users, pos_items), scores))
+            True
+        """
+        return pairwise_softmax_loss_from_vectors(
+            pos_scores,
+            user_vectors,
+            item_vectors,
+            row_vectors,
             temperature=self.temperature,
             activation=self.activation,
             score_scale=self.score_scale,

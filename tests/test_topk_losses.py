@@ -17,6 +17,7 @@ import pytest
 import torch
 from scipy import stats
 
+import negsample.functional as functional_module
 from negsample import (
     CandidateSampler,
     HardNegativeSampler,
@@ -30,7 +31,9 @@ from negsample import (
 )
 from negsample.functional import (
     pairwise_softmax_loss,
+    pairwise_softmax_loss_from_vectors,
     sampled_softmax_loss,
+    sampled_softmax_loss_from_vectors,
     softmax_at_k_loss,
     softmax_at_k_loss_from_vectors,
 )
@@ -695,6 +698,241 @@ def test_psl_rejects_bad_inputs(
         pairwise_softmax_loss(**args)  # type: ignore[arg-type]
 
 
+# ---------------------------------------------------------------------- PSL: fused over vectors
+
+
+def psl_vectors(
+    seed: int, shared: int = 4, own: int = 3, batch: int = 6, dim: int = 3
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Float64 positives' scores, user vectors, shared and per-row item vectors (or None)."""
+    gen = torch.Generator().manual_seed(seed)
+    users = torch.randn(batch, dim, dtype=F64, generator=gen)
+    items = torch.randn(shared, dim, dtype=F64, generator=gen) if shared else None
+    rows = torch.randn(batch, own, dim, dtype=F64, generator=gen) if own else None
+    pos = torch.randn(batch, dtype=F64, generator=gen)
+    return pos, users, items, rows
+
+
+def concatenated_scores(
+    users: torch.Tensor, items: torch.Tensor | None, rows: torch.Tensor | None
+) -> torch.Tensor:
+    parts = [] if items is None else [users @ items.T]
+    if rows is not None:
+        parts.append((rows @ users[:, :, None]).squeeze(2))
+    return torch.cat(parts, dim=1)
+
+
+@pytest.mark.parametrize(("shared", "own"), [(4, 3), (7, 0), (0, 7)])
+@pytest.mark.parametrize("include_positive", [True, False])
+@pytest.mark.parametrize("activation", ["tanh", "atan", "relu", "exp"])
+def test_psl_from_vectors_is_the_formula_with_the_scores_paths_gradients(
+    activation: str, include_positive: bool, shared: int, own: int
+) -> None:
+    pos, users, items, rows = psl_vectors(40, shared, own)
+    _, _, mask, log_q, _ = random_batch(41)  # (6, 7): row 1 all masked, row 2 none
+    options = {
+        "temperature": 0.3,
+        "activation": activation,
+        "score_scale": 1.0,  # gaps below -1: floored for relu and atan
+        "mask": mask,
+        "include_positive": include_positive,
+        "reduction": "none",
+    }
+    given = [x for x in (pos, users, items, rows, log_q) if x is not None]
+    fused_in = [x.clone().requires_grad_() for x in given]
+    plain_in = [x.clone().requires_grad_() for x in given]
+    p, u, *rest = fused_in
+    i = rest.pop(0) if items is not None else None
+    r = rest.pop(0) if rows is not None else None
+    fused = pairwise_softmax_loss_from_vectors(p, u, i, r, log_q=rest[0], **options)  # type: ignore[arg-type]
+    p2, u2, *rest2 = plain_in
+    i2 = rest2.pop(0) if items is not None else None
+    r2 = rest2.pop(0) if rows is not None else None
+    scores = concatenated_scores(u2, i2, r2)
+    plain = pairwise_softmax_loss(p2, scores, log_q=rest2[0], **options)  # type: ignore[arg-type]
+    expected = psl_formula(
+        pos,
+        concatenated_scores(users, items, rows),
+        tau=0.3,
+        scale=1.0,
+        activation=activation,
+        log_q=log_q,
+        mask=mask,
+        include_positive=include_positive,
+    )
+    torch.testing.assert_close(fused, torch.tensor(expected, dtype=F64))
+    assert fused[1].item() == 0.0  # every negative masked
+    weights = torch.arange(1, 7, dtype=F64)
+    (fused * weights).sum().backward()
+    (plain * weights).sum().backward()
+    for a, b in zip(fused_in, plain_in, strict=True):
+        assert a.grad is not None and b.grad is not None
+        torch.testing.assert_close(a.grad, b.grad)
+    assert fused_in[0].grad is not None and fused_in[0].grad[1].item() == 0.0
+
+
+@pytest.mark.parametrize("activation", ["tanh", "atan", "relu"])
+def test_psl_from_vectors_gradcheck_first_and_second_order(activation: str) -> None:
+    pos, users, items, rows = psl_vectors(42, 3, 2, batch=4)
+    _, _, mask, log_q, _ = random_batch(43, batch=4, k=5)
+    inputs = tuple(x.clone().requires_grad_() for x in (pos, users, items, rows, log_q))  # type: ignore[union-attr]
+
+    def loss(
+        p: torch.Tensor, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, q: torch.Tensor
+    ) -> torch.Tensor:
+        return pairwise_softmax_loss_from_vectors(
+            p,
+            u,
+            i,
+            r,
+            temperature=0.7,
+            activation=activation,  # type: ignore[arg-type]
+            score_scale=1.5,
+            log_q=q,
+            mask=mask,
+            include_positive=False,
+            reduction="none",
+        )
+
+    assert torch.autograd.gradcheck(loss, inputs)
+    assert torch.autograd.gradgradcheck(loss, inputs)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "atan", "relu"])
+@pytest.mark.parametrize("block_scores", [8, 2**19])
+def test_psl_from_vectors_over_a_candidate_sets_mask_in_blocks(
+    monkeypatch: pytest.MonkeyPatch, block_scores: int, activation: str
+) -> None:
+    # 8 scores per block: a block of one row each (the rows' hits split across blocks).
+    monkeypatch.setattr(functional_module, "_BLOCK_SCORES", block_scores)
+    pairs = {u: [u % 7, (u + 3) % 11] for u in range(12)}
+    index = PositiveIndex.from_dict(pairs, num_items=30)
+    torch.manual_seed(0)
+    model = MFModel(12, 30, dim=8, similarity="cosine")
+    hard = HardNegativeSampler(index, 8, num_hard=2, num_random=0, generator=1)
+    sampler = CandidateSampler(index, 16, in_batch=True, hard=hard, generator=0)
+    users, pos_items = index.pairs()
+    cands = sampler.sample(users, pos_items, model)
+    assert bool(cands.mask.any())
+    loss_fn = PairwiseSoftmaxLoss(0.05, activation, "none", include_positive=False)  # type: ignore[arg-type]
+    fused = loss_fn.from_vectors(
+        *model.candidate_vectors(users, pos_items, cands.items, cands.row_items),
+        log_q=cands.log_q,
+        mask=cands.mask,
+    )
+    fused_grads = torch.autograd.grad(fused.sum(), list(model.parameters()))
+    plain = loss_fn(
+        model(users, pos_items), cands.scores(model, users), log_q=cands.log_q, mask=cands.mask
+    )
+    plain_grads = torch.autograd.grad(plain.sum(), list(model.parameters()))
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(fused_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("include_positive", [True, False])
+def test_psl_from_vectors_with_exp_is_the_fused_softmax(include_positive: bool) -> None:
+    pos, users, items, rows = psl_vectors(44)
+    _, _, mask, log_q, _ = random_batch(45)
+    options = {
+        "log_q": log_q,
+        "mask": mask,
+        "include_positive": include_positive,
+        "reduction": "none",
+    }
+    psl = pairwise_softmax_loss_from_vectors(
+        pos, users, items, rows, activation="exp", temperature=0.25, score_scale=2.0, **options
+    )
+    softmax = sampled_softmax_loss_from_vectors(pos, users, items, rows, temperature=0.5, **options)
+    torch.testing.assert_close(psl, softmax)
+
+
+@pytest.mark.parametrize("activation", ["relu", "atan"])
+def test_psl_from_vectors_floors_the_log_of_zero_with_zero_gradients(activation: str) -> None:
+    # Row 0: every gap far below -1; row 1: one floored, one not (as the scores path's test).
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    items = torch.tensor([[-4.0, -3.0], [-5.0, 0.5], [-6.0, -2.5]], requires_grad=True)
+    pos = torch.tensor([3.0, 0.0], requires_grad=True)
+    mask = torch.tensor([[False, False, False], [False, False, True]])
+    out = pairwise_softmax_loss_from_vectors(
+        pos,
+        users,
+        items,
+        temperature=0.1,
+        activation=activation,  # type: ignore[arg-type]
+        score_scale=1.0,
+        mask=mask,
+        include_positive=False,
+        reduction="none",
+    )
+    assert out[0].item() == pytest.approx(math.log(3) + math.log(1e-6) / 0.1, rel=1e-6)
+    out.sum().backward()
+    assert pos.grad is not None and users.grad is not None and items.grad is not None
+    assert pos.grad[0].item() == 0.0 and users.grad[0].abs().sum().item() == 0.0
+    assert items.grad[0, 1].item() == 0.0  # item 0 is floored for row 1 too
+    assert items.grad[1, 1].item() != 0.0 and pos.grad[1].item() != 0.0
+
+
+def test_psl_from_vectors_second_backward_equals_the_first() -> None:
+    pos, users, items, rows = psl_vectors(46)
+    inputs = [x.clone().requires_grad_() for x in (pos, users, items, rows)]  # type: ignore[union-attr]
+    out = pairwise_softmax_loss_from_vectors(*inputs, temperature=0.2, include_positive=False)
+    first = torch.autograd.grad(out, inputs, retain_graph=True)
+    second = torch.autograd.grad(out, inputs)
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_psl_from_vectors_half_precision_is_computed_in_float32(dtype: torch.dtype) -> None:
+    pos, users, items, rows = (x.to(dtype) for x in psl_vectors(47))  # type: ignore[union-attr]
+    out = pairwise_softmax_loss_from_vectors(pos, users, items, rows, reduction="none")
+    assert out.dtype == dtype
+    want = pairwise_softmax_loss_from_vectors(
+        pos.float(), users.float(), items.float(), rows.float(), reduction="none"
+    )
+    torch.testing.assert_close(out, want.to(dtype))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"activation": "sigmoid"}, ValueError, r"activation must be one of \('tanh'"),
+        ({"eps": 0.0}, ValueError, r"eps must be a float in \(0, 1\), got 0\.0"),
+        ({"score_scale": -1.0}, ValueError, "score_scale must be a finite float > 0"),
+        ({"item_vectors": None}, ValueError, "item_vectors and row_vectors are both None"),
+        (
+            {"user_vectors": torch.zeros(2, 4)},
+            ValueError,
+            r"item_vectors must have shape \(K, d\) with d=4",
+        ),
+        (
+            {"pos_scores": torch.zeros(3)},
+            ValueError,
+            r"pos_scores must have shape \(B,\) or \(B, 1\) with B=2",
+        ),
+        ({"mask": torch.zeros(2, 5)}, TypeError, "mask must be a bool tensor"),
+        ({"log_q": torch.zeros(4)}, ValueError, "log_q must broadcast"),
+        (
+            {"item_vectors": torch.zeros(5, 3, dtype=torch.int64)},
+            TypeError,
+            "item_vectors must be a floating-point tensor",
+        ),
+    ],
+)
+def test_psl_from_vectors_rejects_bad_inputs(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    args: dict[str, object] = {
+        "pos_scores": torch.zeros(2),
+        "user_vectors": torch.zeros(2, 3),
+        "item_vectors": torch.zeros(5, 3),
+    }
+    args.update(kwargs)
+    with pytest.raises(error, match=message):
+        pairwise_softmax_loss_from_vectors(**args)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------- a candidate set
 
 
@@ -953,6 +1191,14 @@ def test_on_cuda_the_losses_match_the_cpu_and_the_estimate_is_exact_or_below() -
             pos.cuda(), neg.cuda(), log_q=log_q.cuda(), mask=mask.cuda(), reduction="none", **on_gpu
         )
         torch.testing.assert_close(got.cpu(), on_cpu)
+    vec = psl_vectors(48, 5, 2)
+    options = {"temperature": 0.2, "log_q": log_q, "mask": mask, "reduction": "none"}
+    on_cpu = pairwise_softmax_loss_from_vectors(*vec, **options)  # type: ignore[arg-type]
+    got = pairwise_softmax_loss_from_vectors(
+        *(x.cuda() for x in vec),  # type: ignore[union-attr]
+        **{k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in options.items()},  # type: ignore[arg-type]
+    )
+    torch.testing.assert_close(got.cpu(), on_cpu)
     index, model = small_problem()
     index, model = index.to("cuda"), model.cuda()
     exact = estimate_topk_thresholds(model, index, 5, None)

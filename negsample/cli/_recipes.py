@@ -412,10 +412,9 @@ def softmax_step(
         loss: torch.Tensor
         if psl is not None:
             if by_vectors:
-                neg_scores = user_vecs @ item_vecs.T
-                if hard_vecs is not None:
-                    own = torch.bmm(hard_vecs, user_vecs.unsqueeze(2)).squeeze(2)
-                    neg_scores = torch.cat([neg_scores, own], dim=1)
+                return psl.from_vectors(
+                    pos_scores, user_vecs, item_vecs, hard_vecs, log_q=log_q, mask=mask
+                )
             loss = psl(pos_scores, neg_scores, log_q=log_q, mask=mask)
             return loss
         if slatk is not None:
