@@ -1418,6 +1418,34 @@ def _softmax_forward(
     exp_parts, top, neg_sum, _ = _exponentials(
         scores_of, pos, widths, temperature, offsets, drop, include, hits
     )
+    terms, total, valid = _row_terms(
+        pos, top, neg_sum, widths, temperature, weight, include, drop, hits
+    )
+    float_offsets = None if isinstance(offsets, torch.Tensor) else offsets
+    ctx.softmax = (widths, temperature, weight, include, float_offsets, neg_sum, total, valid)
+    ctx.hits = hits
+    # Intermediates, kept on ctx (not saved): the first backward overwrites them.
+    ctx.exp_parts = exp_parts
+    return terms
+
+
+def _row_terms(
+    pos: torch.Tensor,
+    top: torch.Tensor,
+    neg_sum: torch.Tensor,
+    widths: list[int],
+    temperature: float,
+    weight: float,
+    include: bool,
+    drop: torch.Tensor | None,
+    hits: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Each row's loss from its shift and sum of exponentials: ``(terms, total, valid)``.
+
+    ``total`` is the normaliser's sum (the positive's term in with
+    ``include``); ``valid`` says which rows have an unmasked negative, where
+    it had to be found (else ``None``); such rows' terms are 0.
+    """
     total = neg_sum + torch.exp(-top) if include else neg_sum
     # Per row, in float64 (for float32 work; no wider type for float64): the two halves
     # of the loss may each overflow the work dtype where their sum does not. MPS has no
@@ -1439,12 +1467,7 @@ def _softmax_forward(
             # The hits are distinct entries: a row is all masked when it has one per column.
             valid = torch.bincount(hits[0], minlength=pos.shape[0]) < sum(widths)
         terms = torch.where(valid, terms, torch.zeros_like(terms))
-    float_offsets = None if isinstance(offsets, torch.Tensor) else offsets
-    ctx.softmax = (widths, temperature, weight, include, float_offsets, neg_sum, total, valid)
-    ctx.hits = hits
-    # Intermediates, kept on ctx (not saved): the first backward overwrites them.
-    ctx.exp_parts = exp_parts
-    return terms
+    return terms, total, valid
 
 
 def _softmax_backward(
@@ -1666,24 +1689,9 @@ class _SampledSoftmaxFromVectors(torch.autograd.Function):
             need[7],
             in_place=False,
         )
-        shared_part = parts[0] if items is not None else None
-        row_part = parts[-1] if rows is not None else None
-        grad_users = grad_items = grad_row_vectors = None
-        if need[1]:
-            total = None
-            if items is not None and shared_part is not None:
-                total = shared_part @ items
-            if rows is not None and row_part is not None:
-                own = torch.bmm(row_part.unsqueeze(1), rows).squeeze(1)
-                total = own if total is None else total + own
-            assert total is not None
-            grad_users = total if row_scale is None else total * row_scale
-        scaled_users = users if row_scale is None else users * row_scale
-        if need[2] and shared_part is not None:
-            # (u^T P)^T: about 10% faster than P^T u on the CPU (no transposed operand).
-            grad_items = (scaled_users.T @ shared_part).T.contiguous()
-        if need[3] and row_part is not None:
-            grad_row_vectors = row_part.unsqueeze(2) * scaled_users.unsqueeze(1)
+        grad_users, grad_items, grad_row_vectors = _vector_gradients(
+            parts, row_scale, users, items, rows, need[1:4]
+        )
         return (
             grad_pos,
             grad_users,
@@ -1740,19 +1748,7 @@ class _PairwiseSoftmaxFromVectors(torch.autograd.Function):
         )
         assert extra is not None
         fac_parts, fac_sum = extra
-        total = neg_sum + torch.exp(-top) if include else neg_sum
-        wide = (
-            pos.dtype if pos.device.type == "mps" else torch.promote_types(pos.dtype, torch.float64)
-        )
-        terms = top.to(wide) + torch.log(total.to(wide))
-        terms = torch.where(top == torch.finfo(pos.dtype).max, math.inf, terms).to(pos.dtype)
-        valid = None
-        if drop is not None and not include:
-            if hits is None:
-                valid = _has_negatives(drop)
-            else:
-                valid = torch.bincount(hits[0], minlength=pos.shape[0]) < sum(widths)
-            terms = torch.where(valid, terms, torch.zeros_like(terms))
+        terms, total, valid = _row_terms(pos, top, neg_sum, widths, tau, 1.0, include, drop, hits)
         ctx.psl = (options, offsets if not isinstance(offsets, torch.Tensor) else None, valid)
         ctx.buffers = (exp_parts, fac_parts, fac_sum, total)
         return terms
@@ -1798,29 +1794,52 @@ class _PairwiseSoftmaxFromVectors(torch.autograd.Function):
             row = torch.where(valid, row, torch.zeros_like(row))
         # d loss / d s_k = p_k sigma'(d_k) / (S T): the kept parts times the row's scale.
         row_scale = (row / (scale * tau)).clamp(-biggest, biggest)[:, None]
-        shared_part = fac_parts[0] if items is not None else None
-        row_part = fac_parts[-1] if rows is not None else None
-        grad_pos = grad_users = grad_items = grad_rows = grad_offsets = None
+        grad_pos = grad_offsets = None
         if need[0]:
             grad_pos = (-fac_sum * row_scale[:, 0]).clamp(-biggest, biggest)
-        if need[1]:
-            total_users = None
-            if items is not None and shared_part is not None:
-                total_users = shared_part @ items
-            if rows is not None and row_part is not None:
-                own = torch.bmm(row_part.unsqueeze(1), rows).squeeze(1)
-                total_users = own if total_users is None else total_users + own
-            assert total_users is not None
-            grad_users = total_users * row_scale
-        scaled_users = users * row_scale
-        if need[2] and shared_part is not None:
-            grad_items = (scaled_users.T @ shared_part).T.contiguous()
-        if need[3] and row_part is not None:
-            grad_rows = row_part.unsqueeze(2) * scaled_users.unsqueeze(1)
+        grad_users, grad_items, grad_rows = _vector_gradients(
+            fac_parts, row_scale, users, items, rows, need[1:4]
+        )
         if need[5]:
             # d loss / d log q_k = -p_k.
             grad_offsets = torch.cat([part * -row[:, None] for part in exp_parts], dim=1)
         return grad_pos, grad_users, grad_items, grad_rows, None, grad_offsets, None, None
+
+
+def _vector_gradients(
+    parts: list[torch.Tensor],
+    row_scale: torch.Tensor | None,
+    users: torch.Tensor,
+    items: torch.Tensor | None,
+    rows: torch.Tensor | None,
+    need: tuple[bool, ...],
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of the user, shared and per-row vectors from the scores' gradient.
+
+    The scores' gradient is ``parts[i] * row_scale`` (``row_scale`` ``(B, 1)``,
+    or ``parts`` itself where it is ``None``): the scale goes onto the ``(B, d)``
+    sides of the products instead of a pass over the ``(B, K)`` parts.
+    ``need`` says which of the three are wanted.
+    """
+    shared_part = parts[0] if items is not None else None
+    row_part = parts[-1] if rows is not None else None
+    grad_users = grad_items = grad_rows = None
+    if need[0]:
+        total = None
+        if items is not None and shared_part is not None:
+            total = shared_part @ items
+        if rows is not None and row_part is not None:
+            own = torch.bmm(row_part.unsqueeze(1), rows).squeeze(1)
+            total = own if total is None else total + own
+        assert total is not None
+        grad_users = total if row_scale is None else total * row_scale
+    scaled_users = users if row_scale is None else users * row_scale
+    if need[1] and shared_part is not None:
+        # (u^T P)^T: about 10% faster than P^T u on the CPU (no transposed operand).
+        grad_items = (scaled_users.T @ shared_part).T.contiguous()
+    if need[2] and row_part is not None:
+        grad_rows = row_part.unsqueeze(2) * scaled_users.unsqueeze(1)
+    return grad_users, grad_items, grad_rows
 
 
 def _vector_widths(items: torch.Tensor | None, rows: torch.Tensor | None) -> list[int]:
