@@ -894,6 +894,21 @@ def test_psl_from_vectors_half_precision_is_computed_in_float32(dtype: torch.dty
     torch.testing.assert_close(out, want.to(dtype))
 
 
+@pytest.mark.parametrize("activation", ["tanh", "atan", "relu", "exp"])
+def test_the_in_place_activation_is_the_log_activation_and_its_derivative(activation: str) -> None:
+    # The fused forward's kernel against the scores path's log sigma(d) and autograd's derivative.
+    d = torch.cat(
+        [torch.linspace(-3.0, 3.0, 61, dtype=F64), torch.tensor([-20.0, 20.0], dtype=F64)]
+    )
+    leaf = d.clone().requires_grad_()
+    want = functional_module._log_activation(leaf, activation, 1e-6)  # type: ignore[arg-type]
+    (slope,) = torch.autograd.grad(want.sum(), leaf)
+    got, fac = d.clone(), torch.empty_like(d)
+    functional_module._log_activation_into(got, fac, activation, 1e-6)  # type: ignore[arg-type]
+    torch.testing.assert_close(got, want.detach())
+    torch.testing.assert_close(fac, slope)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
