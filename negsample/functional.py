@@ -1750,7 +1750,8 @@ class _PairwiseSoftmaxFromVectors(torch.autograd.Function):
         fac_parts, fac_sum = extra
         terms, total, valid = _row_terms(pos, top, neg_sum, widths, tau, 1.0, include, drop, hits)
         ctx.psl = (options, offsets if not isinstance(offsets, torch.Tensor) else None, valid)
-        ctx.buffers = (exp_parts, fac_parts, fac_sum, total)
+        # The exponentials alone serve only the gradient of a tensor log_q.
+        ctx.buffers = (exp_parts if ctx.needs_input_grad[5] else None, fac_parts, fac_sum, total)
         return terms
 
     @staticmethod
@@ -1802,6 +1803,7 @@ class _PairwiseSoftmaxFromVectors(torch.autograd.Function):
         )
         if need[5]:
             # d loss / d log q_k = -p_k.
+            assert exp_parts is not None
             grad_offsets = torch.cat([part * -row[:, None] for part in exp_parts], dim=1)
         return grad_pos, grad_users, grad_items, grad_rows, None, grad_offsets, None, None
 
